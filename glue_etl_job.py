@@ -1,0 +1,1620 @@
+"""Config-driven batch ETL: MySQL / PostgreSQL -> Snowflake, as one AWS Glue 5.0 job.
+
+Every table registered in ``config.py`` (or a JSON file given with ``--CONFIG``) runs
+through the same pipeline::
+
+    plan      read the table's watermark (Snowflake state table) and the source schema
+    extract   Spark JDBC read; the delta predicate is pushed into the source query
+    stage     Spark's CSV writer, gzip, to s3://<bucket>/<job>/<database>/<table>/<day>/<run>/
+    load      COPY INTO a staging table, then ONE transaction applies the load mode
+              and moves the watermark
+    report    CloudWatch metrics and a line in the run summary
+
+The file is ordered in three sections, each depending only on the ones above it:
+
+1. Pure core      config model and validation, --OBJ parsing, type mapping, SQL
+                  builders, delta windows, S3 paths. No I/O: values in, values out.
+2. Adapters       SSM secrets, JDBC source, S3 staging, Snowflake, CloudWatch.
+                  Each wraps one client and is handed it from outside.
+3. Orchestration  ``Table`` (one pipeline per config entry), ``run_tables`` and
+                  ``main()`` which builds the clients and the Spark session.
+
+Importing this module has no side effects; ``main()`` is only called when the file
+runs as a script (which is how Glue runs it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger("glue_etl")
+
+# =====================================================================================
+# 1. PURE CORE
+# =====================================================================================
+
+# ----- errors ------------------------------------------------------------------------
+
+
+class EtlError(Exception):
+    """A failure with a message meant for the user: it names the table, the key and the fix."""
+
+
+class ConfigError(EtlError):
+    """The configuration or the runtime arguments are wrong; nothing has run yet."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} configuration problem(s):\n{lines}")
+
+
+# ----- config model ------------------------------------------------------------------
+
+MODES = ("FULL", "INCREMENTAL", "TRUNCATE_INSERT", "UPSERT", "APPEND")
+NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
+TABLE_KEYS = {
+    "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
+    "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
+    "null_timestamps", "fetch_size",
+}
+OPERATION_KEYS = {"type", "truncate_before_insert"}
+# Runtime arguments that name connection groups (SSM paths of source credentials).
+CONNECTION_GROUPS = ("AFFILIATE", "PROGRAM360", "OPS")
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SUFFIX = re.compile(r"^[A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One validated entry of the table registry."""
+
+    key: str                               # "namespace.table": the source table
+    ssm_key: str                           # connection group, e.g. "AFFILIATE"
+    target_schema: str                     # Snowflake schema, upper case
+    target_name: str                       # Snowflake table, upper case
+    mode: str
+    primary_key: tuple[str, ...] = ()
+    timestamp_column: str | None = None
+    truncate_before_insert: bool = False
+    partition_column: str | None = None
+    num_partitions: int | None = None
+    columns: tuple[str, ...] | None = None
+    transform: Callable[[Any], Any] | None = None
+    lookback_seconds: int = 0
+    null_timestamps: str = "include"
+    fetch_size: int = 10_000
+
+    @property
+    def namespace(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def source_table(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    @property
+    def target(self) -> str:
+        """SCHEMA.TABLE, unquoted, for messages and state keys."""
+        return f"{self.target_schema}.{self.target_name}"
+
+    @property
+    def delta_column(self) -> str | None:
+        """The column INCREMENTAL compares with the watermark."""
+        if self.timestamp_column:
+            return self.timestamp_column
+        return self.primary_key[0] if len(self.primary_key) == 1 else None
+
+
+def _as_key_list(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[str]:
+    """Every problem of one registry entry, as messages naming the table and the key."""
+    if not isinstance(entry, Mapping):
+        return [f"{key}: entry must be a dict, got {type(entry).__name__}"]
+    problems = []
+    where = f"{key}"
+    parts = key.split(".")
+    if len(parts) != 2 or not all(_IDENT.match(p) for p in parts):
+        problems.append(f"{where}: the key must be 'namespace.table' with letters, digits and _ "
+                        f"(the source schema/database and table)")
+    for unknown in sorted(set(entry) - TABLE_KEYS):
+        problems.append(f"{where}: unknown key '{unknown}' (allowed: {', '.join(sorted(TABLE_KEYS))})")
+
+    ssm_key = entry.get("ssmKey")
+    if not isinstance(ssm_key, str) or not ssm_key:
+        problems.append(f"{where}: 'ssmKey' is required: the connection group, one of "
+                        f"{', '.join(CONNECTION_GROUPS)}")
+    elif groups is not None and ssm_key not in groups:
+        problems.append(f"{where}: 'ssmKey' is '{ssm_key}' but no --{ssm_key} runtime argument names "
+                        f"its SSM path; pass --{ssm_key} /path/to/parameter")
+
+    target = entry.get("target_table")
+    tparts = target.split(".") if isinstance(target, str) else []
+    if len(tparts) != 2 or not all(_IDENT.match(p) for p in tparts):
+        problems.append(f"{where}: 'target_table' must be 'SCHEMA.TABLE' with letters, digits and _, "
+                        f"got {target!r}")
+
+    pk = _as_key_list(entry.get("primary_key"))
+    if pk is None:
+        problems.append(f"{where}: 'primary_key' must be a column name or a list of column names")
+        pk = ()
+    ts = entry.get("timestamp_column")
+    if ts is not None and not isinstance(ts, str):
+        problems.append(f"{where}: 'timestamp_column' must be a column name")
+        ts = None
+    named = [("primary_key", c) for c in pk] + ([("timestamp_column", ts)] if ts else [])
+    pcol = entry.get("partition_column")
+    if pcol is not None:
+        named.append(("partition_column", pcol))
+    cols = entry.get("columns")
+    if cols is not None:
+        if not isinstance(cols, (list, tuple)) or not cols:
+            problems.append(f"{where}: 'columns' must be a non-empty list of column names")
+        else:
+            named += [("columns", c) for c in cols]
+    for what, name in named:
+        if not isinstance(name, str) or not _IDENT.match(name):
+            problems.append(f"{where}: '{what}' has {name!r}: column names must be letters, digits and _")
+    if isinstance(cols, (list, tuple)) and cols:
+        lowered = {str(c).lower() for c in cols}
+        for what, name in named:
+            if what != "columns" and isinstance(name, str) and name.lower() not in lowered:
+                problems.append(f"{where}: '{what}' {name} is not in 'columns'; add it there")
+
+    ops = entry.get("operations")
+    mode = None
+    if not isinstance(ops, Mapping):
+        problems.append(f"{where}: 'operations' is required, e.g. {{'type': 'INCREMENTAL'}}")
+    else:
+        for unknown in sorted(set(ops) - OPERATION_KEYS):
+            problems.append(f"{where}: unknown key 'operations.{unknown}' "
+                            f"(allowed: {', '.join(sorted(OPERATION_KEYS))})")
+        mode = ops.get("type")
+        if mode not in MODES:
+            problems.append(f"{where}: 'operations.type' is {mode!r}; use one of {', '.join(MODES)}")
+            mode = None
+        if not isinstance(ops.get("truncate_before_insert", False), bool):
+            problems.append(f"{where}: 'operations.truncate_before_insert' must be true or false")
+    if mode:
+        problems += _mode_problems(where, mode, pk, ts)
+
+    num = entry.get("num_partitions")
+    if num is not None and (not isinstance(num, int) or isinstance(num, bool) or num < 1):
+        problems.append(f"{where}: 'num_partitions' must be a whole number >= 1")
+    if num is not None and num != 1 and pcol is None and len(pk) != 1:
+        problems.append(f"{where}: 'num_partitions' needs 'partition_column' (or a one-column primary_key)")
+    look = entry.get("lookback_seconds", 0)
+    if not isinstance(look, int) or isinstance(look, bool) or look < 0:
+        problems.append(f"{where}: 'lookback_seconds' must be a whole number >= 0")
+    fetch = entry.get("fetch_size", 10_000)
+    if not isinstance(fetch, int) or isinstance(fetch, bool) or fetch < 1:
+        problems.append(f"{where}: 'fetch_size' must be a whole number >= 1")
+    policy = entry.get("null_timestamps", "include")
+    if policy not in NULL_TIMESTAMP_POLICIES:
+        problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
+                        f"{', '.join(NULL_TIMESTAMP_POLICIES)}")
+    transform = entry.get("transform")
+    if transform is not None and not callable(transform):
+        problems.append(f"{where}: 'transform' must be a function that takes and returns a DataFrame "
+                        f"(define it in config.py)")
+    return problems
+
+
+def _mode_problems(where: str, mode: str, pk: tuple[str, ...], ts: str | None) -> list[str]:
+    if mode == "UPSERT" and not pk:
+        return [f"{where}: UPSERT needs 'primary_key' to match rows; add it or use APPEND"]
+    if mode == "INCREMENTAL" and not ts and not pk:
+        return [f"{where}: INCREMENTAL needs 'timestamp_column' or 'primary_key' to find new rows"]
+    if mode == "INCREMENTAL" and not ts and len(pk) > 1:
+        return [f"{where}: INCREMENTAL by primary key needs a one-column key; "
+                f"set 'timestamp_column' for the composite key {list(pk)}"]
+    return []
+
+
+def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
+    """A TableConfig from an entry that ``_table_problems`` found valid."""
+    schema, name = entry["target_table"].split(".")
+    ops = entry["operations"]
+    cols = entry.get("columns")
+    return TableConfig(
+        key=key,
+        ssm_key=entry["ssmKey"],
+        target_schema=schema.upper(),
+        target_name=name.upper(),
+        mode=ops["type"],
+        primary_key=_as_key_list(entry.get("primary_key")) or (),
+        timestamp_column=entry.get("timestamp_column"),
+        truncate_before_insert=bool(ops.get("truncate_before_insert", False)),
+        partition_column=entry.get("partition_column"),
+        num_partitions=entry.get("num_partitions"),
+        columns=tuple(cols) if cols else None,
+        transform=entry.get("transform"),
+        lookback_seconds=entry.get("lookback_seconds", 0),
+        null_timestamps=entry.get("null_timestamps", "include"),
+        fetch_size=entry.get("fetch_size", 10_000),
+    )
+
+
+def validate_config(tables: Any, groups: Iterable[str] | None = None) -> dict[str, TableConfig]:
+    """Check the whole registry and report every problem at once.
+
+    ``groups`` are the connection groups that have a runtime argument; None skips that check.
+    """
+    if not isinstance(tables, Mapping) or not tables:
+        raise ConfigError(["TABLES must be a non-empty dict keyed 'namespace.table'"])
+    groups = set(groups) if groups is not None else None
+    problems = [p for key, entry in tables.items() for p in _table_problems(str(key), entry, groups)]
+    targets: dict[str, str] = {}
+    for key, entry in tables.items():
+        target = entry.get("target_table") if isinstance(entry, Mapping) else None
+        if isinstance(target, str):
+            other = targets.setdefault(target.upper(), key)
+            if other != key:
+                problems.append(f"{key}: 'target_table' {target} is also the target of {other}; "
+                                f"each table needs its own target")
+    if problems:
+        raise ConfigError(problems)
+    return {key: build_table_config(key, entry) for key, entry in tables.items()}
+
+
+# ----- --OBJ: per-run mode overrides --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    mode: str
+    suffix: str = ""
+
+
+def parse_obj(text: str | None, known: Iterable[str]) -> dict[str, Override]:
+    """Parse --OBJ '{"sales.orders": "INCREMENTAL;_DELTA"}' into per-table overrides."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"--OBJ is not valid JSON ({exc.msg} at position {exc.pos}); "
+                           f"expected e.g. '{{\"sales.orders\": \"INCREMENTAL;_DELTA\"}}'"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["--OBJ must be a JSON object mapping 'namespace.table' to 'MODE[;SUFFIX]'"])
+    known = set(known)
+    problems, overrides = [], {}
+    for key, value in raw.items():
+        if key not in known:
+            problems.append(f"--OBJ names '{key}', which is not in the config "
+                            f"(known: {', '.join(sorted(known))})")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"--OBJ '{key}': value must be a string 'MODE[;SUFFIX]', got {value!r}")
+            continue
+        mode, _, suffix = value.partition(";")
+        mode = mode.strip().upper()
+        suffix = suffix.strip()
+        if mode not in MODES:
+            problems.append(f"--OBJ '{key}': mode {mode!r} is not one of {', '.join(MODES)}")
+        elif not _SUFFIX.match(suffix):
+            problems.append(f"--OBJ '{key}': suffix {suffix!r} may only hold letters, digits and _")
+        else:
+            overrides[key] = Override(mode, suffix.upper())
+    if problems:
+        raise ConfigError(problems)
+    return overrides
+
+
+def apply_overrides(tables: Mapping[str, TableConfig], overrides: Mapping[str, Override]) -> dict[str, TableConfig]:
+    """Tables with --OBJ applied; a mode the table cannot run in is a ConfigError."""
+    out, problems = dict(tables), []
+    for key, ov in overrides.items():
+        cfg = tables[key]
+        problems += _mode_problems(f"{key} (--OBJ {ov.mode})", ov.mode, cfg.primary_key, cfg.timestamp_column)
+        out[key] = dataclasses.replace(cfg, mode=ov.mode, target_name=cfg.target_name + ov.suffix)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> dict[str, TableConfig]:
+    """--TABLES 'a.b,c.d' limits the run to those tables (all when empty)."""
+    if not selection:
+        return dict(tables)
+    wanted = [s.strip() for s in selection.split(",") if s.strip()]
+    unknown = [w for w in wanted if w not in tables]
+    if unknown:
+        raise ConfigError([f"--TABLES names '{u}', which is not in the config" for u in unknown])
+    return {k: tables[k] for k in wanted}
+
+
+# ----- runtime arguments --------------------------------------------------------------
+
+REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
+OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
+                 "STATE_SCHEMA", "KEEP_STAGING")
+
+
+@dataclass(frozen=True)
+class JobArgs:
+    job_name: str
+    snowflake_path: str
+    groups: dict[str, str]                 # connection group -> SSM path
+    obj: str | None = None
+    config_path: str | None = None
+    staging_bucket: str | None = None
+    tables: str | None = None
+    parallelism: int = 4
+    state_schema: str = "ETL_META"
+    keep_staging: bool = False
+
+
+def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]], dict] | None = None) -> JobArgs:
+    """Read the Glue job arguments (``--NAME value``) with awsglue's getResolvedOptions."""
+    if resolve is None:
+        from awsglue.utils import getResolvedOptions as resolve
+    present = {a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--")}
+    missing = [f"--{name}" for name in REQUIRED_ARGS if name not in present]
+    if missing:
+        raise ConfigError([f"missing runtime argument {m}" for m in missing])
+    names = list(REQUIRED_ARGS) + [n for n in OPTIONAL_ARGS if n in present]
+    values = resolve(list(argv), names)
+    problems = []
+    try:
+        parallelism = int(values.get("PARALLELISM") or 4)
+        if parallelism < 1:
+            raise ValueError
+    except ValueError:
+        problems.append(f"--PARALLELISM must be a whole number >= 1, got {values.get('PARALLELISM')!r}")
+        parallelism = 1
+    state_schema = (values.get("STATE_SCHEMA") or "ETL_META").upper()
+    if not _IDENT.match(state_schema):
+        problems.append(f"--STATE_SCHEMA {state_schema!r} must be letters, digits and _")
+    if problems:
+        raise ConfigError(problems)
+    return JobArgs(
+        job_name=values["JOB_NAME"],
+        snowflake_path=values["SNOWFLAKE"],
+        groups={g: values[g] for g in CONNECTION_GROUPS if values.get(g)},
+        obj=values.get("OBJ"),
+        config_path=values.get("CONFIG"),
+        staging_bucket=values.get("STAGING_BUCKET"),
+        tables=values.get("TABLES"),
+        parallelism=parallelism,
+        state_schema=state_schema,
+        keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
+    )
+
+
+# ----- secrets -------------------------------------------------------------------------
+
+DEFAULT_DRIVERS = {"postgres": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver"}
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to reach one source database (parsed from its SSM parameter)."""
+
+    engine: str
+    url: str
+    driver: str
+    database: str
+    user: str
+    password: str = field(repr=False)
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def source_settings(secret: Mapping[str, Any], path: str) -> SourceSettings:
+    """Parse a source secret; the error names the SSM path and the keys, never the values."""
+    missing = [k for k in ("engine", "host", "port", "database", "user", "password") if not secret.get(k)]
+    if missing:
+        raise EtlError(f"SSM parameter {path} lacks {', '.join(missing)}; it must be JSON with "
+                       f"engine, host, port, database, user, password")
+    engine = str(secret["engine"]).lower()
+    if engine in ("postgresql", "pg"):
+        engine = "postgres"
+    if engine in ("mariadb",):
+        engine = "mysql"
+    if engine not in DEFAULT_DRIVERS:
+        raise EtlError(f"SSM parameter {path}: engine {secret['engine']!r} is not supported; "
+                       f"use 'postgres' or 'mysql'")
+    host, port, database = secret["host"], secret["port"], secret["database"]
+    if engine == "postgres":
+        url = f"jdbc:postgresql://{host}:{port}/{database}"
+    else:
+        # jdbc:mysql: even with MariaDB's driver, so Spark picks its MySQL dialect (backtick quoting).
+        url = f"jdbc:mysql://{host}:{port}/{database}"
+    props = {str(k): str(v) for k, v in (secret.get("properties") or {}).items()}
+    return SourceSettings(engine, url, str(secret.get("driver") or DEFAULT_DRIVERS[engine]), str(database),
+                          str(secret["user"]), str(secret["password"]), props)
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    connect_args: dict[str, Any] = field(repr=False)
+    database: str
+    stage: str | None                    # external stage whose URL is s3://<bucket>/
+    storage_integration: str | None      # or: a storage integration for direct s3:// URLs
+    staging_bucket: str | None
+
+
+def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSettings:
+    missing = [k for k in ("account", "user", "database") if not secret.get(k)]
+    if not secret.get("password") and not secret.get("private_key"):
+        missing.append("password (or private_key)")
+    if missing:
+        raise EtlError(f"SSM parameter {path} lacks {', '.join(missing)}; it must be JSON with account, "
+                       f"user, password or private_key, warehouse, database, role")
+    args: dict[str, Any] = {
+        "account": secret["account"], "user": secret["user"], "database": secret["database"],
+        "login_timeout": int(secret.get("login_timeout", 60)),
+        "network_timeout": int(secret.get("network_timeout", 600)),
+        # The secret may add session parameters; the ones the CSV contract relies on win.
+        "session_parameters": {**(secret.get("session_parameters") or {}), "TIMEZONE": "UTC",
+                               "TIMESTAMP_INPUT_FORMAT": "AUTO", "DATE_INPUT_FORMAT": "AUTO"},
+    }
+    for key in ("warehouse", "role", "host", "port", "protocol", "password"):
+        if secret.get(key):
+            args[key] = secret[key]
+    if secret.get("private_key"):
+        args["private_key"] = secret["private_key"]     # PEM text; turned into DER when connecting
+        if secret.get("private_key_passphrase"):
+            args["private_key_passphrase"] = secret["private_key_passphrase"]
+    for key in ("stage", "storage_integration"):
+        if secret.get(key) and not all(_IDENT.match(p) for p in str(secret[key]).split(".")):
+            raise EtlError(f"SSM parameter {path}: '{key}' must be a (qualified) identifier")
+    return SnowflakeSettings(args, str(secret["database"]).upper(), secret.get("stage"),
+                             secret.get("storage_integration"), secret.get("staging_bucket"))
+
+
+# ----- type mapping: Spark -> Snowflake -------------------------------------------------
+#
+#   Spark type                 Snowflake target          CSV staging
+#   ByteType/ShortType         NUMBER(3,0)/NUMBER(5,0)   as is
+#   IntegerType/LongType       NUMBER(10,0)/NUMBER(19,0) as is
+#   DecimalType(p,s)           NUMBER(p,s)               plain digits, never exponent form
+#   FloatType/DoubleType       FLOAT                     NaN/Infinity spelled out
+#   StringType/Char/Varchar    VARCHAR                   quoted, RFC 4180 doubled quotes
+#   BooleanType                BOOLEAN                   true/false
+#   DateType                   DATE                      yyyy-MM-dd
+#   TimestampNTZType           TIMESTAMP_NTZ(6)          wall clock, microseconds
+#   TimestampType              TIMESTAMP_TZ(6)           UTC instant with offset, microseconds
+#   BinaryType                 BINARY                    hex
+#   Array/Map/Struct           VARIANT                   JSON text, PARSE_JSON on load
+#
+# PostgreSQL timestamp / MySQL DATETIME read as TimestampNTZType (preferTimestampNTZ);
+# PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType.
+
+_SIMPLE_TYPES = {
+    "ByteType": "NUMBER(3,0)", "ShortType": "NUMBER(5,0)", "IntegerType": "NUMBER(10,0)",
+    "LongType": "NUMBER(19,0)", "FloatType": "FLOAT", "DoubleType": "FLOAT",
+    "StringType": "VARCHAR", "CharType": "VARCHAR", "VarcharType": "VARCHAR",
+    "BooleanType": "BOOLEAN", "DateType": "DATE", "TimestampNTZType": "TIMESTAMP_NTZ(6)",
+    "TimestampType": "TIMESTAMP_TZ(6)", "BinaryType": "BINARY", "NullType": "VARCHAR",
+    "ArrayType": "VARIANT", "MapType": "VARIANT", "StructType": "VARIANT",
+}
+
+
+def snowflake_type(spark_type: Any) -> str | None:
+    """The Snowflake column type for a Spark data type, None when unsupported."""
+    name = type(spark_type).__name__
+    if name == "DecimalType":
+        return f"NUMBER({spark_type.precision},{spark_type.scale})"
+    return _SIMPLE_TYPES.get(name)
+
+
+def type_family(snowflake_type_name: str) -> str:
+    """Coarse family of a Snowflake type, to tell a compatible target column from a broken one."""
+    t = snowflake_type_name.upper().split("(")[0].strip()
+    families = {
+        "NUMBER": "number", "DECIMAL": "number", "NUMERIC": "number", "INT": "number", "INTEGER": "number",
+        "BIGINT": "number", "SMALLINT": "number", "TINYINT": "number", "BYTEINT": "number",
+        "FLOAT": "float", "DOUBLE": "float", "REAL": "float", "FLOAT4": "float", "FLOAT8": "float",
+        "DOUBLE PRECISION": "float",
+        "VARCHAR": "text", "TEXT": "text", "STRING": "text", "CHAR": "text", "CHARACTER": "text",
+        "BOOLEAN": "boolean", "DATE": "date",
+        "TIMESTAMP_NTZ": "timestamp", "TIMESTAMP_TZ": "timestamp", "TIMESTAMP_LTZ": "timestamp",
+        "TIMESTAMP": "timestamp", "DATETIME": "timestamp",
+        "BINARY": "binary", "VARBINARY": "binary",
+        "VARIANT": "variant", "OBJECT": "variant", "ARRAY": "variant",
+    }
+    return families.get(t, t.lower())
+
+
+def compatible(source_type: str, target_type: str) -> bool:
+    """Can values of ``source_type`` go into a target column of ``target_type``?"""
+    src, tgt = type_family(source_type), type_family(target_type)
+    if src == tgt or tgt == "text" or tgt == "variant":
+        return True
+    return src == "number" and tgt == "float"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column as it travels: source name, Snowflake name and type, how it is staged."""
+
+    source: str          # name in the source / Spark DataFrame
+    name: str            # Snowflake column name (upper case)
+    sf_type: str         # Snowflake type of the target column
+
+    @property
+    def stage_type(self) -> str:
+        """Type in the staging table: VARIANT arrives as JSON text and is parsed on load."""
+        return "VARCHAR" if self.sf_type == "VARIANT" else self.sf_type
+
+    @property
+    def load_expr(self) -> str:
+        """Expression that turns the staged value into the target value (``s`` aliases the stage)."""
+        ref = f's.{qi(self.name)}'
+        return f"PARSE_JSON({ref})" if self.sf_type == "VARIANT" else ref
+
+
+def columns_for(schema_fields: Iterable[tuple[str, Any]], table: str) -> list[Column]:
+    """Map (name, Spark type) pairs to Columns; unsupported types or names are a clear error."""
+    cols, problems = [], []
+    for name, spark_type in schema_fields:
+        if not _IDENT.match(name):
+            problems.append(f"column {name!r} is not a plain identifier (letters, digits, _); "
+                            f"rename it in a 'transform' or leave it out with 'columns'")
+            continue
+        sf = snowflake_type(spark_type)
+        if sf is None:
+            problems.append(f"column {name} has unsupported type {spark_type}; cast it in a 'transform' "
+                            f"or leave it out with 'columns'")
+            continue
+        cols.append(Column(name, name.upper(), sf))
+    seen: dict[str, str] = {}
+    for c in cols:
+        if c.name in seen:
+            problems.append(f"columns {seen[c.name]} and {c.source} are the same in Snowflake ({c.name}); "
+                            f"rename one in a 'transform'")
+        seen[c.name] = c.source
+    if problems:
+        raise EtlError(f"{table}: " + "; ".join(problems))
+    return cols
+
+
+def resolve_column(wanted: str, available: Iterable[str], table: str, what: str) -> str:
+    """The source's spelling of a configured column name (matched case-insensitively)."""
+    available = list(available)
+    for name in available:
+        if name.lower() == wanted.lower():
+            return name
+    raise EtlError(f"{table}: '{what}' column {wanted} does not exist in the source table "
+                   f"(columns: {', '.join(available)}); fix config.py")
+
+
+def schema_changes(source: Sequence[Column], target: Mapping[str, str], table: str) -> list[Column]:
+    """Source columns missing from the target (to ADD), or an error for incompatible types."""
+    problems, new = [], []
+    for col in source:
+        existing = target.get(col.name)
+        if existing is None:
+            new.append(col)
+        elif not compatible(col.sf_type, existing):
+            problems.append(f"column {col.name} is {existing} in Snowflake but the source now gives "
+                            f"{col.sf_type}")
+    if problems:
+        raise EtlError(f"{table}: the source schema changed incompatibly with the target: "
+                       f"{'; '.join(problems)}. Run it once with --OBJ '{{\"{table}\": \"FULL\"}}' to "
+                       f"redefine the target, or alter the Snowflake column")
+    return new
+
+
+# ----- Snowflake SQL builders ---------------------------------------------------------
+#
+# Every statement is valid Snowflake SQL (the unit tests parse each with sqlglot's
+# snowflake dialect). Identifiers are always quoted; values are bound parameters or
+# literals built from validated values only.
+
+
+def qi(name: str) -> str:
+    """Quote a Snowflake identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def fqn(database: str, schema: str, table: str) -> str:
+    return f"{qi(database)}.{qi(schema)}.{qi(table)}"
+
+
+def sql_str(value: str) -> str:
+    """A single-quoted SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# The CSV contract, written by ``stage_dataframe`` and read by this FILE_FORMAT:
+# header line, comma, LF line ends, UTF-8, gzip; a value is enclosed in double quotes
+# (quotes inside doubled, RFC 4180) when it holds a quote, comma or line break, and the
+# empty string is always written as ""; NULL is an empty unenclosed field; no escape
+# character anywhere (a backslash is data); dates yyyy-MM-dd, timestamps ISO 8601 with
+# microseconds (and an offset for TIMESTAMP_TZ), binary as hex, decimals as plain digits.
+# Options left out are Snowflake's documented CSV defaults, which the contract relies on:
+# ESCAPE = NONE, RECORD_DELIMITER = '\n', ENCODING = 'UTF8', BINARY_FORMAT = HEX,
+# ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE, DATE_FORMAT/TIMESTAMP_FORMAT = AUTO (the session
+# sets DATE_INPUT_FORMAT and TIMESTAMP_INPUT_FORMAT to AUTO, see ``snowflake_settings``).
+CSV_FILE_FORMAT = (
+    "TYPE = CSV FIELD_DELIMITER = ',' SKIP_HEADER = 1 FIELD_OPTIONALLY_ENCLOSED_BY = '\"' "
+    "ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = () EMPTY_FIELD_AS_NULL = TRUE COMPRESSION = GZIP"
+)
+
+
+def create_stage_table_sql(stage: str, cols: Sequence[Column]) -> str:
+    defs = ", ".join(f"{qi(c.name)} {c.stage_type}" for c in cols)
+    return f"CREATE OR REPLACE TRANSIENT TABLE {stage} ({defs})"
+
+
+def create_table_sql(target: str, cols: Sequence[Column]) -> str:
+    defs = ", ".join(f"{qi(c.name)} {c.sf_type}" for c in cols)
+    return f"CREATE TABLE IF NOT EXISTS {target} ({defs})"
+
+
+def add_column_sql(target: str, col: Column) -> str:
+    return f"ALTER TABLE {target} ADD COLUMN {qi(col.name)} {col.sf_type}"
+
+
+def copy_into_sql(stage_table: str, location: str, files: Sequence[str], integration: str | None = None) -> str:
+    """COPY exactly ``files`` (names relative to ``location``) into the staging table."""
+    names = ", ".join(sql_str(f) for f in files)
+    via = f" STORAGE_INTEGRATION = {integration}" if integration else ""
+    source = location if location.startswith("@") else sql_str(location)
+    return (f"COPY INTO {stage_table} FROM {source}{via} FILES = ({names}) "
+            f"FILE_FORMAT = ({CSV_FILE_FORMAT}) ON_ERROR = ABORT_STATEMENT")
+
+
+def _key_join(pk: Sequence[str], left: str = "t", right: str = "s") -> str:
+    return " AND ".join(f"{left}.{qi(k)} = {right}.{qi(k)}" for k in pk)
+
+
+def deduplicated_sql(stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None) -> str:
+    """The staged rows, one per primary key (latest ``order_by`` wins), as a subquery."""
+    names = ", ".join(qi(c.name) for c in cols)
+    if not pk:
+        return f"(SELECT {names} FROM {stage})"
+    part = ", ".join(qi(k) for k in pk)
+    order = f"{qi(order_by)} DESC NULLS LAST" if order_by else part
+    return (f"(SELECT {names} FROM {stage} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY {order}) = 1)")
+
+
+def upsert_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str],
+               order_by: str | None) -> tuple[str | None, str]:
+    """(UPDATE matched keys, INSERT new keys): MERGE's effect as two DML statements.
+
+    Run in that order inside one transaction they do exactly what ``MERGE ... WHEN MATCHED
+    THEN UPDATE WHEN NOT MATCHED THEN INSERT`` does. The emulator cannot run MERGE inside a
+    transaction and Snowflake runs either, so the pair is used everywhere. The UPDATE is
+    None when every column is part of the key.
+    """
+    src = deduplicated_sql(stage, cols, pk, order_by)
+    non_key = [c for c in cols if c.name not in pk]
+    update = None
+    if non_key:
+        sets = ", ".join(f"{qi(c.name)} = {c.load_expr}" for c in non_key)
+        update = f"UPDATE {target} t SET {sets} FROM {src} s WHERE {_key_join(pk)}"
+    names = ", ".join(qi(c.name) for c in cols)
+    exprs = ", ".join(c.load_expr for c in cols)
+    insert = (f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {src} s "
+              f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {_key_join(pk)})")
+    return update, insert
+
+
+def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
+    names = ", ".join(qi(c.name) for c in cols)
+    exprs = ", ".join(c.load_expr for c in cols)
+    return f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {stage} s"
+
+
+def delete_all_sql(target: str) -> str:
+    # DELETE, not TRUNCATE: it is plain DML and stays inside the load transaction.
+    return f"DELETE FROM {target}"
+
+
+def replace_table_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
+    """FULL: swap in a new definition and contents in one atomic statement."""
+    defs = ", ".join(f"{qi(c.name)} {c.sf_type}" for c in cols)
+    exprs = ", ".join(c.load_expr for c in cols)
+    return f"CREATE OR REPLACE TABLE {target} ({defs}) COPY GRANTS AS SELECT {exprs} FROM {stage} s"
+
+
+def stage_stats_sql(stage: str, pk: Sequence[str], delta_column: str | None) -> str:
+    """Rows staged, rows with a NULL key, distinct keys, and the highest delta value."""
+    null_key = " OR ".join(f"{qi(k)} IS NULL" for k in pk) or "FALSE"
+    distinct = f"COUNT(DISTINCT {', '.join(qi(k) for k in pk)})" if pk else "COUNT(*)"
+    high = f"MAX({qi(delta_column)})" if delta_column else "NULL"
+    return (f"SELECT COUNT(*), COUNT_IF({null_key}), {distinct}, {high} FROM {stage}")
+
+
+def count_sql(table: str) -> str:
+    return f"SELECT COUNT(*) FROM {table}"
+
+
+def max_sql(table: str, column: str) -> str:
+    return f"SELECT MAX({qi(column)}) FROM {table}"
+
+
+def drop_table_sql(table: str) -> str:
+    return f"DROP TABLE IF EXISTS {table}"
+
+
+def target_columns_sql(database: str) -> str:
+    return (f"SELECT COLUMN_NAME, DATA_TYPE FROM {qi(database)}.INFORMATION_SCHEMA.COLUMNS "
+            f"WHERE TABLE_SCHEMA = %(schema)s AND TABLE_NAME = %(table)s ORDER BY ORDINAL_POSITION")
+
+
+def create_schema_sql(database: str, schema: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {qi(database)}.{qi(schema)}"
+
+
+STATE_TABLE = "ETL_LOAD_STATE"
+
+
+def create_state_table_sql(state: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {state} ("
+            f'"TARGET_TABLE" VARCHAR, "SOURCE_TABLE" VARCHAR, "MODE" VARCHAR, '
+            f'"WATERMARK_COLUMN" VARCHAR, "WATERMARK" VARCHAR, "RUN_ID" VARCHAR, '
+            f'"ROWS_LOADED" NUMBER(19,0), "UPDATED_AT" TIMESTAMP_NTZ(6))')
+
+
+def read_state_sql(state: str) -> str:
+    return (f'SELECT "WATERMARK_COLUMN", "WATERMARK", "RUN_ID" FROM {state} '
+            f'WHERE "TARGET_TABLE" = %(target)s')
+
+
+def write_state_sqls(state: str) -> list[str]:
+    """Replace a table's state row (DELETE + INSERT: plain DML, inside the load transaction)."""
+    return [
+        f'DELETE FROM {state} WHERE "TARGET_TABLE" = %(target)s',
+        f'INSERT INTO {state} ("TARGET_TABLE", "SOURCE_TABLE", "MODE", "WATERMARK_COLUMN", "WATERMARK", '
+        f'"RUN_ID", "ROWS_LOADED", "UPDATED_AT") SELECT %(target)s, %(source)s, %(mode)s, %(column)s, '
+        f'%(watermark)s, %(run_id)s, %(rows)s, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ',
+    ]
+
+
+# ----- source SQL (PostgreSQL / MySQL) --------------------------------------------------
+
+
+def source_quote(engine: str, name: str) -> str:
+    if engine == "mysql":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+def source_table_ref(engine: str, namespace: str, table: str) -> str:
+    return f"{source_quote(engine, namespace)}.{source_quote(engine, table)}"
+
+
+# ----- delta windows -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The highest delta-column value a table has loaded: a timestamp or a number."""
+
+    column: str
+    value: str          # 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC wall clock) or an integer
+
+    @property
+    def is_timestamp(self) -> bool:
+        return not re.fullmatch(r"-?\d+", self.value)
+
+
+def watermark_text(value: Any) -> str | None:
+    """Canonical text of a MAX(delta column): UTC, microseconds, or a plain integer."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.strftime("%Y-%m-%d 00:00:00.000000")
+    if isinstance(value, (int, Decimal)) and Decimal(value) == int(value):
+        return str(int(value))
+    if isinstance(value, str) and (re.fullmatch(r"-?\d+", value)
+                                   or re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", value)):
+        return value
+    raise EtlError(f"watermark value {value!r} is neither a timestamp nor an integer; "
+                   f"set 'timestamp_column' to a timestamp column")
+
+
+def delta_predicate(engine: str, column: str, watermark: Watermark | None, *, lookback_seconds: int = 0,
+                    null_policy: str = "include") -> str | None:
+    """The WHERE clause (source SQL) selecting rows beyond the watermark; None = read everything.
+
+    Timestamps compare with >= (rows sharing the watermark instant are read again and the
+    primary-key load makes that idempotent) minus the look-back window for late commits.
+    Integer keys compare with > (a key is loaded once).
+    """
+    if watermark is None:
+        return None
+    col = source_quote(engine, column)
+    if watermark.is_timestamp:
+        start = dt.datetime.strptime(watermark.value, "%Y-%m-%d %H:%M:%S.%f")
+        start -= dt.timedelta(seconds=lookback_seconds)
+        pred = f"{col} >= TIMESTAMP '{start.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    else:
+        pred = f"{col} > {int(watermark.value)}"
+    if null_policy == "include":
+        pred = f"({pred} OR {col} IS NULL)"
+    return pred
+
+
+def source_query(engine: str, namespace: str, table: str, columns: Sequence[str] | None,
+                 predicate: str | None) -> str:
+    cols = ", ".join(source_quote(engine, c) for c in columns) if columns else "*"
+    sql = f"SELECT {cols} FROM {source_table_ref(engine, namespace, table)}"
+    return f"{sql} WHERE {predicate}" if predicate else sql
+
+
+def source_stats_query(engine: str, namespace: str, table: str, predicate: str | None,
+                       partition_column: str | None, null_column: str | None) -> str:
+    """One pushed-down query: rows in the window, the partition bounds, NULL delta values."""
+    ref = source_table_ref(engine, namespace, table)
+    parts = ["COUNT(*) AS n"]
+    if partition_column:
+        p = source_quote(engine, partition_column)
+        parts += [f"MIN({p}) AS lo", f"MAX({p}) AS hi"]
+    if null_column:
+        parts.append(f"SUM(CASE WHEN {source_quote(engine, null_column)} IS NULL THEN 1 ELSE 0 END) AS nulls")
+    sql = f"SELECT {', '.join(parts)} FROM {ref}"
+    return f"{sql} WHERE {predicate}" if predicate else sql
+
+
+ROWS_PER_PARTITION = 500_000
+
+
+def partition_count(rows: int, cores: int, configured: int | None, per_partition: int = ROWS_PER_PARTITION) -> int:
+    """How many parallel JDBC reads: configured, else one per ``per_partition`` rows, at most cores."""
+    if configured:
+        return configured
+    if rows <= per_partition:
+        return 1
+    return max(1, min(cores, -(-rows // per_partition)))
+
+
+# ----- S3 paths ---------------------------------------------------------------------
+
+
+def staging_prefix(job_name: str, database: str, table_key: str, started: dt.datetime) -> str:
+    """<job>/<database>/<table>/<YYYY-MM-DD>/<timestamp>/ : one folder per table per run."""
+    def clean(part: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]", "_", part)
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{clean(job_name)}/{clean(database)}/{clean(table_key)}/{started:%Y-%m-%d}/{stamp}/"
+
+
+# ----- run summary -------------------------------------------------------------------
+
+
+@dataclass
+class TableResult:
+    key: str
+    mode: str
+    target: str
+    status: str = "FAILED"
+    source_rows: int | None = None
+    delta_rows: int | None = None
+    target_rows: int | None = None
+    inserted: int | None = None
+    updated: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def difference(self) -> int | None:
+        if self.source_rows is None or self.target_rows is None:
+            return None
+        return self.source_rows - self.target_rows
+
+
+def summary_table(results: Sequence[TableResult]) -> str:
+    """The end-of-run table: one line per table, errors listed below it."""
+    head = ("table", "mode", "target", "source", "delta", "target rows", "diff", "seconds", "status")
+    rows = [head] + [
+        (r.key, r.mode, r.target, _n(r.source_rows), _n(r.delta_rows), _n(r.target_rows), _n(r.difference),
+         f"{r.seconds:.1f}", r.status)
+        for r in results
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ok = sum(r.status == "OK" for r in results)
+    lines.append(f"{ok}/{len(results)} tables OK")
+    lines += [f"{r.key}: {r.error}" for r in results if r.error]
+    return "\n".join(lines)
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+# ----- secrets never reach logs ----------------------------------------------------------
+
+
+class Redactor(logging.Filter):
+    """Replaces every registered secret value in log records (and in text given to ``clean``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, *values: Any) -> None:
+        with self._lock:
+            self._secrets.update(str(v) for v in values if v is not None and len(str(v)) >= 4)
+
+    def clean(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            record.msg = self.clean(record.getMessage())
+            record.args = ()
+        return True
+
+
+REDACTOR = Redactor()
+
+
+# =====================================================================================
+# 2. ADAPTERS
+# =====================================================================================
+
+
+class SecretStore:
+    """SSM Parameter Store: SecureString JSON parameters, fetched once per path per run."""
+
+    def __init__(self, ssm_client: Any, redactor: Redactor = REDACTOR):
+        self._ssm = ssm_client
+        self._redactor = redactor
+        self._cache: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> dict:
+        with self._lock:
+            if path not in self._cache:
+                self._cache[path] = self._fetch(path)
+            return self._cache[path]
+
+    def _fetch(self, path: str) -> dict:
+        try:
+            resp = self._ssm.get_parameter(Name=path, WithDecryption=True)
+        except Exception as exc:  # botocore ClientError and connection errors
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise EtlError(f"cannot read SSM parameter {path} ({code}); check the path given in the "
+                           f"runtime arguments and the job role's ssm:GetParameter/kms:Decrypt") from None
+        value = resp["Parameter"]["Value"]
+        try:
+            secret = json.loads(value)
+        except json.JSONDecodeError:
+            raise EtlError(f"SSM parameter {path} is not JSON; store a JSON object") from None
+        if not isinstance(secret, dict):
+            raise EtlError(f"SSM parameter {path} must hold a JSON object")
+        self._redactor.add(*(v for k, v in secret.items() if "password" in k.lower() or "key" in k.lower()
+                             or "secret" in k.lower() or "token" in k.lower()))
+        return secret
+
+
+class JdbcSource:
+    """One source database read through Spark's JDBC data source."""
+
+    def __init__(self, spark: Any, settings: SourceSettings):
+        self.spark = spark
+        self.settings = settings
+
+    @property
+    def engine(self) -> str:
+        return self.settings.engine
+
+    def _reader(self, fetch_size: int = 10_000) -> Any:
+        s = self.settings
+        init = "SET TIME ZONE 'UTC'" if s.engine == "postgres" else "SET time_zone = '+00:00'"
+        reader = (self.spark.read.format("jdbc")
+                  .option("url", s.url).option("driver", s.driver)
+                  .option("user", s.user).option("password", s.password)
+                  .option("fetchsize", str(fetch_size))
+                  .option("sessionInitStatement", init)
+                  .option("preferTimestampNTZ", "true"))
+        if s.engine == "postgres":
+            reader = reader.option("connectTimeout", "20").option("socketTimeout", "3600")
+        else:
+            reader = reader.option("connectTimeout", "20000")
+        for k, v in s.properties.items():
+            reader = reader.option(k, v)
+        return reader
+
+    def schema(self, namespace: str, table: str) -> Any:
+        """The table's Spark schema; Spark asks the source with a query that returns no row."""
+        return self._reader().option("dbtable", source_table_ref(self.engine, namespace, table)).load().schema
+
+    def query_one(self, sql: str) -> dict:
+        """Run a small aggregate query on the source, return its one row."""
+        rows = self._reader().option("query", sql).load().collect()
+        return rows[0].asDict() if rows else {}
+
+    def read(self, sql: str, fetch_size: int, partition: tuple[str, Any, Any, int] | None) -> Any:
+        reader = self._reader(fetch_size).option("dbtable", f"({sql}) etl_src")
+        if partition:
+            column, lo, hi, n = partition
+            reader = (reader.option("partitionColumn", column).option("lowerBound", str(lo))
+                      .option("upperBound", str(hi)).option("numPartitions", str(n)))
+        return reader.load()
+
+
+class S3Staging:
+    """The staging bucket: Spark writes CSV part files there, Snowflake COPYs them."""
+
+    def __init__(self, s3_client: Any, bucket: str):
+        self._s3 = s3_client
+        self.bucket = bucket
+
+    def uri(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def part_files(self, prefix: str) -> list[str]:
+        """Names (relative to the prefix) of the CSV part files Spark committed there."""
+        names = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix):]
+                if "/" not in name and name.startswith("part-") and name.endswith(".csv.gz"):
+                    names.append(name)
+        return sorted(names)
+
+    def delete(self, prefix: str) -> None:
+        keys = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for i in range(0, len(keys), 1000):
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+
+
+def stage_dataframe(df: Any, uri: str) -> None:
+    """Write ``df`` as gzip CSV under ``uri`` following the CSV contract (see CSV_FILE_FORMAT)."""
+    from pyspark.sql import functions as F
+
+    def prepare(f: Any) -> Any:
+        kind = type(f.dataType).__name__
+        c = F.col(f"`{f.name}`")
+        if kind == "BinaryType":
+            return F.hex(c).alias(f.name)
+        if kind in ("ArrayType", "MapType", "StructType"):
+            return F.to_json(c).alias(f.name)
+        if kind == "DecimalType":
+            # Plain digits at full scale; BigDecimal.toString would write 1E-7.
+            pattern = "0." + "0" * f.dataType.scale if f.dataType.scale else "0"
+            return F.expr(f"format_number(`{f.name}`, '{pattern}')").alias(f.name)
+        return c
+
+    (df.select([prepare(f) for f in df.schema.fields])
+       .write.mode("errorifexists")
+       .option("header", "true").option("compression", "gzip").option("encoding", "UTF-8")
+       .option("sep", ",").option("quote", '"').option("escape", '"').option("quoteAll", "false")
+       .option("nullValue", None).option("emptyValue", '""')
+       .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
+       .option("lineSep", "\n")
+       .option("dateFormat", "yyyy-MM-dd")
+       .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
+       .option("timestampNTZFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+       .csv(uri))
+
+
+class Warehouse:
+    """One Snowflake connection (one per table pipeline: its transactions are its own)."""
+
+    def __init__(self, connection: Any, redactor: Redactor = REDACTOR):
+        self._conn = connection
+        self._redactor = redactor
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql, params)
+        except Exception as exc:
+            raise EtlError(self._redactor.clean(f"Snowflake: {exc}")) from None
+        return cur
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
+        return self.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            try:
+                self._conn.cursor().execute("ROLLBACK")
+            except Exception as exc:  # the original error matters more than the rollback's
+                log.warning("step=rollback error=%s", self._redactor.clean(str(exc)))
+            raise
+        self.execute("COMMIT")
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # closing a broken connection must not hide the real error
+            pass
+
+
+def connect_snowflake(settings: SnowflakeSettings) -> Warehouse:
+    import snowflake.connector
+
+    args = dict(settings.connect_args)
+    pem = args.pop("private_key", None)
+    passphrase = args.pop("private_key_passphrase", None)
+    if pem:
+        from cryptography.hazmat.primitives import serialization
+        key = serialization.load_pem_private_key(pem.encode(), passphrase.encode() if passphrase else None)
+        args["private_key"] = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption())
+    try:
+        return Warehouse(snowflake.connector.connect(**args))
+    except Exception as exc:
+        raise EtlError(REDACTOR.clean(f"cannot connect to Snowflake account {args.get('account')} as "
+                                      f"{args.get('user')}: {exc}")) from None
+
+
+class Metrics:
+    """CloudWatch custom metrics, one put_metric_data per table (dimensions JobName, Table)."""
+
+    NAMESPACE = "GlueETL"
+    UNITS = {"DurationSeconds": "Seconds"}
+
+    def __init__(self, cloudwatch_client: Any, job_name: str, namespace: str = NAMESPACE):
+        self._cw = cloudwatch_client
+        self.job_name = job_name
+        self.namespace = namespace
+
+    def publish(self, table: str, values: Mapping[str, float | None]) -> None:
+        dims = [{"Name": "JobName", "Value": self.job_name}, {"Name": "Table", "Value": table}]
+        data = [{"MetricName": name, "Dimensions": dims, "Value": float(v), "Unit": self.UNITS.get(name, "Count")}
+                for name, v in values.items() if v is not None]
+        self._cw.put_metric_data(Namespace=self.namespace, MetricData=data)
+
+
+def metric_values(r: TableResult) -> dict[str, float | None]:
+    ok = r.status == "OK"
+    return {
+        "SourceRecordCount": r.source_rows, "FilteredRecordCount": r.delta_rows,
+        "TargetRecordCount": r.target_rows, "RowDifference": r.difference,
+        "RowsInserted": r.inserted, "RowsUpdated": r.updated, "DurationSeconds": round(r.seconds, 3),
+        "Success": 1 if ok else 0, "Failure": 0 if ok else 1,
+    }
+
+
+# =====================================================================================
+# 3. ORCHESTRATION
+# =====================================================================================
+
+
+@dataclass
+class RunContext:
+    """What every table pipeline of one run shares."""
+
+    args: JobArgs
+    run_started: dt.datetime
+    spark: Any
+    secrets: SecretStore
+    staging: S3Staging
+    warehouse: Callable[[], Warehouse]       # opens a new Snowflake connection
+    snowflake: SnowflakeSettings
+    metrics: Metrics
+    cores: int = 2
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.args.job_name}-{self.run_started:%Y%m%dT%H%M%S%fZ}"
+
+    @property
+    def state_table(self) -> str:
+        return fqn(self.snowflake.database, self.args.state_schema, STATE_TABLE)
+
+
+class TableLog(logging.LoggerAdapter):
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        return f"table={self.extra['table']} {msg}", kwargs
+
+
+class Table:
+    """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
+
+    def __init__(self, cfg: TableConfig, ctx: RunContext):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.log = TableLog(log, {"table": cfg.key})
+        self.result = TableResult(cfg.key, cfg.mode, cfg.target)
+        db = ctx.snowflake.database
+        self.target = fqn(db, cfg.target_schema, cfg.target_name)
+        self.stage_table = fqn(db, cfg.target_schema, f"{cfg.target_name}__ETL_STAGE")
+
+    # --- the run --------------------------------------------------------------------
+
+    def run(self) -> TableResult:
+        started = time.monotonic()
+        wh = None
+        try:
+            source = JdbcSource(self.ctx.spark, source_settings(self._secret(), self._ssm_path()))
+            wh = self.ctx.warehouse()
+            self._run(source, wh)
+            self.result.status = "OK"
+        except Exception as exc:
+            self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
+                                               else f"{type(exc).__name__}: {exc}")
+            self.log.error("step=failed error=%s", self.result.error)
+        finally:
+            if wh is not None:
+                wh.close()
+            self.result.seconds = time.monotonic() - started
+            self._publish()
+        return self.result
+
+    def _ssm_path(self) -> str:
+        return self.ctx.args.groups[self.cfg.ssm_key]
+
+    def _secret(self) -> dict:
+        return self.ctx.secrets.get(self._ssm_path())
+
+    @contextmanager
+    def _step(self, name: str, **fields: Any) -> Iterator[dict]:
+        t0 = time.monotonic()
+        out: dict = {}
+        yield out
+        extra = " ".join(f"{k}={v}" for k, v in {**fields, **out}.items())
+        self.log.info("step=%s seconds=%.3f %s", name, time.monotonic() - t0, extra)
+
+    def _run(self, source: JdbcSource, wh: Warehouse) -> None:
+        cfg = self.cfg
+        with self._step("plan") as info:
+            schema = source.schema(cfg.namespace, cfg.source_table)
+            names = [f.name for f in schema.fields]
+            pk = [resolve_column(k, names, cfg.key, "primary_key") for k in cfg.primary_key]
+            ts = resolve_column(cfg.timestamp_column, names, cfg.key, "timestamp_column") \
+                if cfg.timestamp_column else None
+            selected = [resolve_column(c, names, cfg.key, "columns") for c in cfg.columns] if cfg.columns else names
+            delta_col = ts or (pk[0] if len(pk) == 1 else None)
+            target_cols = self._target_columns(wh)
+            watermark = self._watermark(wh, delta_col, target_cols) if cfg.mode == "INCREMENTAL" else None
+            predicate = delta_predicate(source.engine, delta_col, watermark, lookback_seconds=cfg.lookback_seconds,
+                                        null_policy=cfg.null_timestamps) if watermark and delta_col else None
+            if predicate is None and ts and cfg.null_timestamps == "exclude":
+                predicate = f"{source_quote(source.engine, ts)} IS NOT NULL"
+            part_col = self._partition_column(schema, pk)
+            stats = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table, predicate,
+                                                        part_col, ts))
+            window_rows = int(stats["n"] or 0)
+            if ts and int(stats.get("nulls") or 0):
+                self._null_timestamps(int(stats["nulls"]), ts)
+            if cfg.mode == "INCREMENTAL" and predicate:
+                total = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table,
+                                                            None, None, None))
+                self.result.source_rows = int(total["n"])
+            info.update(mode=cfg.mode, watermark=watermark.value if watermark else None,
+                        window_rows=window_rows, predicate=json.dumps(predicate))
+
+        with self._step("extract") as info:
+            sql = source_query(source.engine, cfg.namespace, cfg.source_table,
+                               selected if cfg.columns else None, predicate)
+            partition = None
+            n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
+            if part_col and n > 1 and stats.get("lo") is not None:
+                partition = (part_col, stats["lo"], stats["hi"], n)
+            df = source.read(sql, cfg.fetch_size, partition)
+            if cfg.transform is not None:
+                df = cfg.transform(df)
+            cols = columns_for([(f.name, f.dataType) for f in df.schema.fields], cfg.key)
+            info.update(partitions=n if partition else 1, sql=json.dumps(sql))
+
+        self._check_target(wh, cols, target_cols)
+        key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
+        order_name = (ts or "").upper() or None
+        files: list[str] = []
+        prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
+        skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
+        if not skip:
+            with self._step("stage", uri=self.ctx.staging.uri(prefix)) as info:
+                stage_dataframe(df, self.ctx.staging.uri(prefix))
+                files = self.ctx.staging.part_files(prefix)
+                info.update(files=len(files))
+        with self._step("copy") as info:
+            wh.execute(create_stage_table_sql(self.stage_table, cols))
+            loaded = self._copy(wh, prefix, files)
+            staged, null_keys, distinct, high = wh.rows(stage_stats_sql(self.stage_table, key_names,
+                                                                        (delta_col or "").upper() or None))[0]
+            info.update(rows=loaded, staged=staged)
+        self.result.delta_rows = int(staged)
+        if null_keys:
+            raise EtlError(f"{cfg.key}: {null_keys} source row(s) have a NULL in primary_key "
+                           f"{list(cfg.primary_key)}; a key must identify every row - fix the data or the key")
+        if distinct != staged:
+            self.log.warning("step=copy duplicate_keys=%d note=the latest %s wins", staged - distinct,
+                             order_name or "row")
+        new_wm = watermark_text(high) if delta_col else None
+        if new_wm is None and watermark is not None:
+            new_wm = watermark.value           # nothing new: keep the old watermark
+        state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode,
+                 "column": (delta_col or "").upper() or None, "watermark": new_wm,
+                 "run_id": self.ctx.run_id, "rows": int(staged)}
+        with self._step("load") as info:
+            self._load(wh, cols, key_names, order_name, int(staged), state)
+            info.update(inserted=self.result.inserted, updated=self.result.updated, watermark=new_wm)
+        with self._step("finish") as info:
+            self.result.target_rows = int(wh.scalar(count_sql(self.target)))
+            if self.result.source_rows is None:
+                self.result.source_rows = int(staged)
+            wh.execute(drop_table_sql(self.stage_table))
+            if files and not self.ctx.args.keep_staging:
+                self.ctx.staging.delete(prefix)
+            info.update(target_rows=self.result.target_rows)
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _partition_column(self, schema: Any, pk: list[str]) -> str | None:
+        numeric = ("ByteType", "ShortType", "IntegerType", "LongType", "DecimalType")
+        if self.cfg.partition_column:
+            name = resolve_column(self.cfg.partition_column, [f.name for f in schema.fields], self.cfg.key,
+                                  "partition_column")
+            kind = type(schema[name].dataType).__name__
+            if kind not in numeric + ("DateType", "TimestampType", "TimestampNTZType"):
+                raise EtlError(f"{self.cfg.key}: partition_column {name} is {kind}; use a numeric, date or "
+                               f"timestamp column")
+            return name
+        if len(pk) == 1 and type(schema[pk[0]].dataType).__name__ in numeric:
+            return pk[0]
+        return None
+
+    def _null_timestamps(self, nulls: int, ts: str) -> None:
+        policy = self.cfg.null_timestamps
+        if policy == "fail":
+            raise EtlError(f"{self.cfg.key}: {nulls} row(s) have NULL in timestamp_column {ts} and "
+                           f"null_timestamps is 'fail'; fix the data or set null_timestamps to "
+                           f"'include' or 'exclude'")
+        self.log.warning("step=plan null_timestamps=%d policy=%s", nulls, policy)
+
+    def _target_columns(self, wh: Warehouse) -> dict[str, str]:
+        rows = wh.rows(target_columns_sql(self.ctx.snowflake.database),
+                       {"schema": self.cfg.target_schema, "table": self.cfg.target_name})
+        return {name: dtype for name, dtype in rows}
+
+    def _watermark(self, wh: Warehouse, delta_col: str | None, target_cols: Mapping[str, str]) -> Watermark | None:
+        """Where the delta starts: the state table, else the target's MAX, else nowhere (full load)."""
+        if delta_col is None:
+            return None
+        column = delta_col.upper()
+        rows = wh.rows(read_state_sql(self.ctx.state_table), {"target": self.cfg.target})
+        if rows and rows[0][1] is not None and rows[0][0] == column:
+            return Watermark(column, rows[0][1])
+        if column in target_cols:
+            high = watermark_text(wh.scalar(max_sql(self.target, column)))
+            if high is not None:
+                self.log.info("step=plan note=no state yet, starting from the target's MAX(%s)", column)
+                return Watermark(column, high)
+        return None
+
+    def _check_target(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str]) -> None:
+        """Create the target, or add new source columns to it (DDL: before the load transaction)."""
+        if self.cfg.mode == "FULL":
+            return                              # FULL redefines the target from the source schema
+        if not target_cols:
+            wh.execute(create_schema_sql(self.ctx.snowflake.database, self.cfg.target_schema))
+            wh.execute(create_table_sql(self.target, cols))
+            self.log.info("step=ddl created=%s", self.cfg.target)
+            return
+        for col in schema_changes(cols, target_cols, self.cfg.key):
+            wh.execute(add_column_sql(self.target, col))
+            self.log.info("step=ddl added_column=%s type=%s", col.name, col.sf_type)
+
+    def _copy(self, wh: Warehouse, prefix: str, files: Sequence[str]) -> int:
+        sf = self.ctx.snowflake
+        if sf.stage:
+            location, integration = f"@{sf.stage}/{prefix}", None
+        else:
+            location, integration = self.ctx.staging.uri(prefix), sf.storage_integration
+        loaded = 0
+        for i in range(0, len(files), 1000):        # Snowflake takes at most 1000 FILES per COPY
+            cur = wh.execute(copy_into_sql(self.stage_table, location, files[i:i + 1000], integration))
+            names = [d[0].lower() for d in (cur.description or [])]
+            for row in cur.fetchall():
+                rec = dict(zip(names, row))
+                if "rows_loaded" in rec:
+                    loaded += int(rec["rows_loaded"] or 0)
+        return loaded
+
+    def _load(self, wh: Warehouse, cols: Sequence[Column], pk: Sequence[str], order_by: str | None,
+              staged: int, state: Mapping[str, Any]) -> None:
+        """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state)."""
+        cfg, r = self.cfg, self.result
+        if cfg.mode == "FULL":
+            wh.execute(create_schema_sql(self.ctx.snowflake.database, cfg.target_schema))
+            wh.execute(replace_table_sql(self.target, self.stage_table, cols))
+            r.inserted, r.updated = staged, 0
+            with wh.transaction():
+                self._write_state(wh, state)
+            return
+        replace = cfg.mode == "TRUNCATE_INSERT" or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
+        with wh.transaction():
+            if replace:
+                wh.execute(delete_all_sql(self.target))
+            if pk and cfg.mode in ("INCREMENTAL", "UPSERT") and not replace:
+                update, insert = upsert_sql(self.target, self.stage_table, cols, pk, order_by)
+                r.updated = wh.execute(update).rowcount if update else 0
+                r.inserted = wh.execute(insert).rowcount
+            else:
+                dedupe = pk and cfg.mode != "APPEND"      # APPEND inserts every row read, no checks
+                stage = deduplicated_sql(self.stage_table, cols, pk, order_by) if dedupe else self.stage_table
+                r.inserted, r.updated = wh.execute(insert_sql(self.target, stage, cols)).rowcount, 0
+            self._write_state(wh, state)
+
+    def _write_state(self, wh: Warehouse, state: Mapping[str, Any]) -> None:
+        for sql in write_state_sqls(self.ctx.state_table):
+            wh.execute(sql, state)
+
+    def _publish(self) -> None:
+        try:
+            self.ctx.metrics.publish(self.cfg.key, metric_values(self.result))
+        except Exception as exc:  # metrics must not turn a good load into a failure
+            self.log.warning("step=metrics error=%s", REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
+
+
+def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResult]:
+    """Run every table, ``ctx.args.parallelism`` at a time; one failing does not stop the others."""
+    wh = ctx.warehouse()
+    try:
+        wh.execute(create_schema_sql(ctx.snowflake.database, ctx.args.state_schema))
+        wh.execute(create_state_table_sql(ctx.state_table))
+    finally:
+        wh.close()
+    with ThreadPoolExecutor(max_workers=max(1, min(ctx.args.parallelism, len(tables)))) as pool:
+        return list(pool.map(lambda cfg: Table(cfg, ctx).run(), tables))
+
+
+def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
+    """The TABLES dict: from --CONFIG (JSON, local path or s3:// URI) or from config.py."""
+    if not args.config_path:
+        import config
+        return config.TABLES
+    path = args.config_path
+    try:
+        if path.startswith("s3://"):
+            bucket, _, key = path[5:].partition("/")
+            text = read_s3(bucket, key).decode("utf-8") if read_s3 else ""
+        else:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"--CONFIG {path} cannot be read: {exc}"]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"--CONFIG {path} is not valid JSON ({exc.msg}, line {exc.lineno})"]) from None
+    except Exception as exc:  # S3 client errors
+        raise ConfigError([f"--CONFIG {path} cannot be read: {type(exc).__name__}"]) from None
+    return data.get("TABLES", data) if isinstance(data, dict) else data
+
+
+def plan_run(args: JobArgs, registry: Any) -> list[TableConfig]:
+    """Validate everything the run depends on, before anything runs."""
+    tables = validate_config(registry, args.groups.keys())
+    tables = apply_overrides(tables, parse_obj(args.obj, tables.keys()))
+    return list(select_tables(tables, args.tables).values())
+
+
+def spark_session(app_name: str) -> tuple[Any, Any]:
+    """(SparkSession, GlueContext or None). The only place that knows where it runs.
+
+    On Glue the session comes from GlueContext. Elsewhere a plain session is built;
+    ``ETL_SPARK_JARS`` (set by the local stack) adds the JDBC drivers and S3A, and
+    ``AWS_ENDPOINT_URL`` points S3A at a local S3.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.appName(app_name)
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+               .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+               .config("spark.sql.sources.partitionOverwriteMode", "static"))
+    jars = os.environ.get("ETL_SPARK_JARS")
+    if jars:
+        builder = (builder.config("spark.jars", jars)
+                   .config("spark.hadoop.fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
+                   .config("spark.hadoop.fs.s3a.aws.credentials.provider",
+                           "com.amazonaws.auth.EnvironmentVariableCredentialsProvider")
+                   .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"))
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            builder = (builder.config("spark.hadoop.fs.s3a.endpoint", endpoint)
+                       .config("spark.hadoop.fs.s3a.path.style.access", "true")
+                       .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(endpoint.startswith("https"))
+                               .lower()))
+    spark = builder.getOrCreate()
+    try:
+        from awsglue.context import GlueContext
+        glue = GlueContext(spark.sparkContext)
+    except Exception:  # not on Glue: awsglue's JVM side only exists there
+        glue = None
+    return spark, glue
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(REDACTOR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("py4j", "botocore", "boto3", "urllib3", "snowflake", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; the exit code is 0 only when every table succeeded."""
+    import boto3
+
+    setup_logging()
+    argv = list(sys.argv if argv is None else argv)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        args = parse_args(argv)
+        s3 = boto3.client("s3")
+        tables = plan_run(args, load_registry(args, lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read()))
+    except ConfigError as exc:
+        log.error("step=config %s", exc)
+        print(f"\nNothing ran: {exc}", file=sys.stderr)
+        return 2
+    secrets = SecretStore(boto3.client("ssm"))
+    try:
+        sf = snowflake_settings(secrets.get(args.snowflake_path), args.snowflake_path)
+        bucket = args.staging_bucket or sf.staging_bucket
+        if not bucket:
+            raise EtlError("no staging bucket: pass --STAGING_BUCKET or set 'staging_bucket' in the "
+                           f"Snowflake SSM parameter {args.snowflake_path}")
+        connect_snowflake(sf).close()      # fail fast, before Spark starts, on bad credentials
+    except EtlError as exc:
+        log.error("step=setup %s", REDACTOR.clean(str(exc)))
+        print(f"\nNothing ran: {REDACTOR.clean(str(exc))}", file=sys.stderr)
+        return 1
+    spark, glue = spark_session(args.job_name)
+    job = None
+    if glue is not None:
+        from awsglue.job import Job
+        job = Job(glue)
+        job.init(args.job_name, {"JOB_NAME": args.job_name})
+    ctx = RunContext(args=args, run_started=started, spark=spark, secrets=secrets,
+                     staging=S3Staging(s3, bucket), warehouse=lambda: connect_snowflake(sf), snowflake=sf,
+                     metrics=Metrics(boto3.client("cloudwatch"), args.job_name),
+                     cores=spark.sparkContext.defaultParallelism)
+    log.info("step=run run_id=%s tables=%d parallelism=%d", ctx.run_id, len(tables), args.parallelism)
+    results = run_tables(tables, ctx)
+    print("\n" + summary_table(results), flush=True)
+    if job is not None:
+        job.commit()
+    return 0 if all(r.status == "OK" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
