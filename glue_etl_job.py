@@ -502,8 +502,9 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #   BinaryType                 BINARY                    hex
 #   Array/Map/Struct           VARIANT                   JSON text, PARSE_JSON on load
 #
-# PostgreSQL timestamp / MySQL DATETIME read as TimestampNTZType (preferTimestampNTZ);
-# PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType.
+# PostgreSQL timestamp / MySQL DATETIME arrive as TimestampNTZType (preferTimestampNTZ);
+# PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType (see ``zoned_columns_query``).
+# PostgreSQL json/jsonb, enums, uuid, intervals arrive as strings (VARCHAR).
 
 _SIMPLE_TYPES = {
     "ByteType": "NUMBER(3,0)", "ShortType": "NUMBER(5,0)", "IntegerType": "NUMBER(10,0)",
@@ -803,6 +804,17 @@ def source_table_ref(engine: str, namespace: str, table: str) -> str:
     return f"{source_quote(engine, namespace)}.{source_quote(engine, table)}"
 
 
+def zoned_columns_query(engine: str, namespace: str, table: str) -> str:
+    """Columns holding instants (PostgreSQL timestamptz, MySQL TIMESTAMP).
+
+    Spark reads every timestamp as TimestampNTZ (``preferTimestampNTZ``, UTC session), which
+    keeps wall clocks exact; these columns are then turned back into instants (TIMESTAMP_TZ).
+    """
+    kind = "timestamp with time zone" if engine == "postgres" else "timestamp"
+    return (f"SELECT column_name AS name FROM information_schema.columns "
+            f"WHERE table_schema = '{namespace}' AND table_name = '{table}' AND data_type = '{kind}'")
+
+
 # ----- delta windows -----------------------------------------------------------------
 
 
@@ -1017,6 +1029,19 @@ class SecretStore:
         return secret
 
 
+def java_error_text(exc: BaseException) -> str:
+    """The first line of the Java exception behind a Py4J/Spark error: its class and message."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    cause = java
+    while cause is not None and cause.getCause() is not None:   # the root cause says what went wrong
+        cause = cause.getCause()
+    if cause is not None and cause is not java:
+        text = str(cause.toString())
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return REDACTOR.clean(first[:500])
+
+
 class JdbcSource:
     """One source database read through Spark's JDBC data source."""
 
@@ -1047,12 +1072,26 @@ class JdbcSource:
 
     def schema(self, namespace: str, table: str) -> Any:
         """The table's Spark schema; Spark asks the source with a query that returns no row."""
-        return self._reader().option("dbtable", source_table_ref(self.engine, namespace, table)).load().schema
+        try:
+            return self._reader().option("dbtable", source_table_ref(self.engine, namespace, table)).load().schema
+        except Exception as exc:
+            text = java_error_text(exc)
+            hint = ("; Spark cannot read that column type: load a view that casts it" if "UNRECOGNIZED_SQL_TYPE"
+                    in text else "")
+            raise EtlError(f"{namespace}.{table}: cannot read the source table on {self.settings.url}: "
+                           f"{text}{hint}") from None
+
+    def query(self, sql: str) -> list[dict]:
+        """Run a small query on the source (aggregates, metadata) and return its rows."""
+        try:
+            rows = self._reader().option("query", sql).load().collect()
+        except Exception as exc:
+            raise EtlError(f"source query failed on {self.settings.url}: {java_error_text(exc)}") from None
+        return [r.asDict() for r in rows]
 
     def query_one(self, sql: str) -> dict:
-        """Run a small aggregate query on the source, return its one row."""
-        rows = self._reader().option("query", sql).load().collect()
-        return rows[0].asDict() if rows else {}
+        rows = self.query(sql)
+        return rows[0] if rows else {}
 
     def read(self, sql: str, fetch_size: int, partition: tuple[str, Any, Any, int] | None) -> Any:
         reader = self._reader(fetch_size).option("dbtable", f"({sql}) etl_src")
@@ -1252,7 +1291,8 @@ class Table:
         self.result = TableResult(cfg.key, cfg.mode, cfg.target)
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
-        self.stage_table = fqn(db, cfg.target_schema, f"{cfg.target_name}__ETL_STAGE")
+        # The staging table lives in the job's own schema: a failed table leaves nothing beside its target.
+        self.stage_table = fqn(db, ctx.args.state_schema, f"STAGE__{cfg.target_schema}__{cfg.target_name}")
 
     # --- the run --------------------------------------------------------------------
 
@@ -1326,22 +1366,51 @@ class Table:
             if part_col and n > 1 and stats.get("lo") is not None:
                 partition = (part_col, stats["lo"], stats["hi"], n)
             df = source.read(sql, cfg.fetch_size, partition)
+            zoned = {r["name"].lower() for r in source.query(zoned_columns_query(source.engine, cfg.namespace,
+                                                                                 cfg.source_table))}
+            df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
+                            if f.name.lower() in zoned and type(f.dataType).__name__ == "TimestampNTZType"
+                            else df[f"`{f.name}`"] for f in df.schema.fields])
             if cfg.transform is not None:
                 df = cfg.transform(df)
             cols = columns_for([(f.name, f.dataType) for f in df.schema.fields], cfg.key)
             info.update(partitions=n if partition else 1, sql=json.dumps(sql))
 
-        self._check_target(wh, cols, target_cols)
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
         order_name = (ts or "").upper() or None
         files: list[str] = []
         prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
         skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
-        if not skip:
-            with self._step("stage", uri=self.ctx.staging.uri(prefix)) as info:
-                stage_dataframe(df, self.ctx.staging.uri(prefix))
-                files = self.ctx.staging.part_files(prefix)
-                info.update(files=len(files))
+        try:
+            if not skip:
+                with self._step("stage", uri=self.ctx.staging.uri(prefix)) as info:
+                    try:
+                        stage_dataframe(df, self.ctx.staging.uri(prefix))
+                    except Exception as exc:
+                        raise EtlError(f"{cfg.key}: extract/stage failed: {java_error_text(exc)}") from None
+                    files = self.ctx.staging.part_files(prefix)
+                    info.update(files=len(files))
+            self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
+        finally:
+            self._cleanup(wh, prefix)
+
+    def _cleanup(self, wh: Warehouse, prefix: str) -> None:
+        """Drop the staging table and the run's staging files, success or not (never loaded twice)."""
+        try:
+            wh.execute(drop_table_sql(self.stage_table))
+        except EtlError as exc:
+            self.log.warning("step=cleanup stage_table=%s error=%s", self.stage_table, exc)
+        if not self.ctx.args.keep_staging:
+            try:
+                self.ctx.staging.delete(prefix)
+            except Exception as exc:  # a lifecycle rule on the bucket catches what is left
+                self.log.warning("step=cleanup prefix=%s error=%s", prefix, REDACTOR.clean(str(exc)))
+
+    def _load_staged(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str], prefix: str,
+                     files: Sequence[str], key_names: Sequence[str], order_name: str | None,
+                     delta_col: str | None, watermark: Watermark | None) -> None:
+        """COPY the run's files into the staging table, check them, then load the target."""
+        cfg = self.cfg
         with self._step("copy") as info:
             wh.execute(create_stage_table_sql(self.stage_table, cols))
             loaded = self._copy(wh, prefix, files)
@@ -1361,17 +1430,13 @@ class Table:
         state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode,
                  "column": (delta_col or "").upper() or None, "watermark": new_wm,
                  "run_id": self.ctx.run_id, "rows": int(staged)}
+        self._check_target(wh, cols, target_cols)
         with self._step("load") as info:
             self._load(wh, cols, key_names, order_name, int(staged), state)
             info.update(inserted=self.result.inserted, updated=self.result.updated, watermark=new_wm)
-        with self._step("finish") as info:
-            self.result.target_rows = int(wh.scalar(count_sql(self.target)))
-            if self.result.source_rows is None:
-                self.result.source_rows = int(staged)
-            wh.execute(drop_table_sql(self.stage_table))
-            if files and not self.ctx.args.keep_staging:
-                self.ctx.staging.delete(prefix)
-            info.update(target_rows=self.result.target_rows)
+        self.result.target_rows = int(wh.scalar(count_sql(self.target)))
+        if self.result.source_rows is None:
+            self.result.source_rows = int(staged)
 
     # --- steps -------------------------------------------------------------------------
 
@@ -1407,6 +1472,9 @@ class Table:
         if delta_col is None:
             return None
         column = delta_col.upper()
+        if not target_cols or not wh.scalar(count_sql(self.target)):
+            self.log.info("step=plan note=target missing or empty, loading every row")
+            return None
         rows = wh.rows(read_state_sql(self.ctx.state_table), {"target": self.cfg.target})
         if rows and rows[0][1] is not None and rows[0][0] == column:
             return Watermark(column, rows[0][1])
@@ -1537,7 +1605,7 @@ def spark_session(app_name: str) -> tuple[Any, Any]:
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
                .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.sql.sources.partitionOverwriteMode", "static"))
+               .config("spark.ui.showConsoleProgress", "false"))
     jars = os.environ.get("ETL_SPARK_JARS")
     if jars:
         builder = (builder.config("spark.jars", jars)

@@ -1,0 +1,163 @@
+"""Helpers for end-to-end tests: run the real job script, read sources and targets, compare."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from local import stack
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = ROOT / "glue_etl_job.py"
+GROUP_ARGS = ["--SNOWFLAKE", "/etl/local/snowflake", "--AFFILIATE", "/etl/local/affiliate",
+              "--PROGRAM360", "/etl/local/program360", "--OPS", "/etl/local/ops",
+              "--STAGING_BUCKET", "etl-staging"]
+
+
+def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
+            timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run glue_etl_job.py as Glue would, with ``tables`` as its --CONFIG (config.py when None)."""
+    args = [sys.executable, str(JOB), "--JOB_NAME", job_name, *GROUP_ARGS]
+    if tables is not None:
+        path = tmp_path / f"tables-{len(list(tmp_path.glob('tables-*.json')))}.json"
+        path.write_text(json.dumps({"TABLES": tables}))
+        args += ["--CONFIG", str(path)]
+    args += list(extra)
+    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, **stack.env(), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def summary(proc: subprocess.CompletedProcess) -> dict[str, dict]:
+    """The job's summary table, parsed: table -> {mode, source, delta, target, diff, status}."""
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("table ") and "status" in line)
+    out = {}
+    for line in lines[start + 2:]:
+        parts = line.split()
+        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED"):
+            break
+        key, mode, target, source, delta, target_rows, diff, seconds, status = parts
+        out[key] = {"mode": mode, "target": target, "source": _int(source), "delta": _int(delta),
+                    "target_rows": _int(target_rows), "diff": _int(diff), "status": status}
+    return out
+
+
+def _int(text: str) -> int | None:
+    return None if text == "-" else int(text)
+
+
+# ----- reading rows ------------------------------------------------------------------
+
+
+def pg_rows(database: str, table: str, order_by: str) -> tuple[list[str], list[tuple]]:
+    with stack.pg_connect(database) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table} ORDER BY {order_by}")
+        return [d[0].upper() for d in cur.description], cur.fetchall()
+
+
+def mysql_rows(database: str, table: str, order_by: str) -> tuple[list[str], list[tuple]]:
+    conn = stack.mariadb_connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} ORDER BY {order_by}")
+            return [d[0].upper() for d in cur.description], list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:
+    conn = stack.snowflake_connect()
+    try:
+        cur = conn.cursor()
+        cols = ", ".join(f'"{c}"' for c in columns)
+        cur.execute(f"SELECT {cols} FROM {table} ORDER BY {order_by}")
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def sf_scalar(sql: str):
+    conn = stack.snowflake_connect()
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchall()[0][0]
+    finally:
+        conn.close()
+
+
+def sf_execute(*sqls: str) -> None:
+    conn = stack.snowflake_connect()
+    try:
+        for sql in sqls:
+            conn.cursor().execute(sql)
+    finally:
+        conn.close()
+
+
+# ----- comparing typed values ---------------------------------------------------------
+
+
+def norm(value):
+    """A typed value in a form both sides agree on, without turning it into a string."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+    if isinstance(value, (int, Decimal)):
+        return Decimal(value).normalize() if Decimal(value) != 0 else Decimal(0)
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def assert_same_rows(source: list[tuple], target: list[tuple], context: str = "") -> None:
+    """Row by row, value by value; the message shows the first differing rows."""
+    assert len(source) == len(target), f"{context}: {len(source)} source rows vs {len(target)} target rows"
+    diffs = []
+    for i, (s, t) in enumerate(zip(source, target, strict=True)):
+        ns, nt = tuple(map(norm, s)), tuple(map(norm, t))
+        if ns != nt:
+            diffs.append(f"row {i}:\n  source {ns}\n  target {nt}")
+        if len(diffs) >= 3:
+            break
+    assert not diffs, f"{context}: rows differ\n" + "\n".join(diffs)
+
+
+def assert_table_equal(engine: str, database: str, source_table: str, target: str, key: str,
+                       json_columns: tuple[str, ...] = ()) -> int:
+    """The Snowflake target holds exactly the source rows (all source columns, typed)."""
+    read = pg_rows if engine == "postgres" else mysql_rows
+    cols, src = read(database, source_table, key)
+    tgt = sf_rows(target, cols, ", ".join(f'"{k.strip().upper()}"' for k in key.split(",")))
+    if json_columns:
+        idx = [cols.index(c) for c in json_columns]
+        tgt = [tuple(json.loads(v) if i in idx and v is not None else v for i, v in enumerate(row)) for row in tgt]
+    assert_same_rows(src, tgt, f"{source_table} -> {target}")
+    return len(src)
+
+
+def metric(job_name: str, table: str, name: str) -> float | None:
+    """The latest value of a job metric, read back from CloudWatch."""
+    cw = stack.boto3_client("cloudwatch")
+    now = dt.datetime.now(dt.UTC)
+    resp = cw.get_metric_statistics(
+        Namespace="GlueETL", MetricName=name,
+        Dimensions=[{"Name": "JobName", "Value": job_name}, {"Name": "Table", "Value": table}],
+        StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(minutes=5),
+        Period=60, Statistics=["Maximum", "SampleCount"])
+    points = sorted(resp["Datapoints"], key=lambda p: p["Timestamp"])
+    return points[-1]["Maximum"] if points else None
