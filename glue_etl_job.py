@@ -1620,6 +1620,11 @@ def spark_session(app_name: str) -> tuple[Any, Any]:
                        .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(endpoint.startswith("https"))
                                .lower()))
     spark = builder.getOrCreate()
+    # Runtime SQL settings (also applied when Glue already created the session):
+    # UTC end to end, and CHAR(n)/VARCHAR(n) read as the source's exact strings (Spark would
+    # otherwise pad CHAR values, e.g. a MySQL ENUM reported as CHAR(8): 'gold' -> 'gold    ').
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.legacy.charVarcharAsString", "true")
     try:
         from awsglue.context import GlueContext
         glue = GlueContext(spark.sparkContext)

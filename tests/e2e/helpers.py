@@ -83,14 +83,18 @@ def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:
         conn.close()
 
 
-def sf_scalar(sql: str):
+def sf_query(sql: str) -> list[tuple]:
     conn = stack.snowflake_connect()
     try:
         cur = conn.cursor()
         cur.execute(sql)
-        return cur.fetchall()[0][0]
+        return cur.fetchall()
     finally:
         conn.close()
+
+
+def sf_scalar(sql: str):
+    return sf_query(sql)[0][0]
 
 
 def sf_execute(*sqls: str) -> None:
