@@ -952,7 +952,7 @@ def summary_table(results: Sequence[TableResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     ok = sum(r.status == "OK" for r in results)
     lines.append(f"{ok}/{len(results)} tables OK")
-    lines += [f"{r.key}: {r.error}" for r in results if r.error]
+    lines += [r.error if r.error.startswith(f"{r.key}:") else f"{r.key}: {r.error}" for r in results if r.error]
     return "\n".join(lines)
 
 

@@ -21,9 +21,13 @@ GROUP_ARGS = ["--SNOWFLAKE", "/etl/local/snowflake", "--AFFILIATE", "/etl/local/
 
 
 def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
-            timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run glue_etl_job.py as Glue would, with ``tables`` as its --CONFIG (config.py when None)."""
-    args = [sys.executable, str(JOB), "--JOB_NAME", job_name, *GROUP_ARGS]
+            timeout: int = 600, env: dict | None = None, launcher: list[str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run glue_etl_job.py as Glue would, with ``tables`` as its --CONFIG (config.py when None).
+
+    ``launcher`` replaces ``glue_etl_job.py`` with a test wrapper that calls its main().
+    """
+    args = [sys.executable, *(launcher or [str(JOB)]), "--JOB_NAME", job_name, *GROUP_ARGS]
     if tables is not None:
         path = tmp_path / f"tables-{len(list(tmp_path.glob('tables-*.json')))}.json"
         path.write_text(json.dumps({"TABLES": tables}))

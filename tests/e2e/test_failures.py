@@ -87,7 +87,7 @@ def test_failing_tables_do_not_stop_the_others(good_source, tmp_path):
         "fail.good": "OK", "fail.missing": "FAILED", "fail.nocol": "FAILED", "fail.nullkey": "FAILED",
         "fail.odd": "FAILED"}
     out = proc.stdout
-    assert 'fail.missing: fail.missing: cannot read the source table' in out
+    assert '\nfail.missing: cannot read the source table' in out
     assert 'relation "fail.missing" does not exist' in out
     assert "fail.nocol: 'timestamp_column' column CHANGED_AT does not exist in the source table" in out
     assert "fail.nullkey: 1 source row(s) have a NULL in primary_key ['ID']" in out
