@@ -892,6 +892,11 @@ def source_stats_query(engine: str, namespace: str, table: str, predicate: str |
     return f"{sql} WHERE {predicate}" if predicate else sql
 
 
+def null_count_query(engine: str, namespace: str, table: str, column: str) -> str:
+    return (f"SELECT COUNT(*) AS n FROM {source_table_ref(engine, namespace, table)} "
+            f"WHERE {source_quote(engine, column)} IS NULL")
+
+
 ROWS_PER_PARTITION = 500_000
 
 
@@ -1349,8 +1354,8 @@ class Table:
             stats = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table, predicate,
                                                         part_col, ts))
             window_rows = int(stats["n"] or 0)
-            if ts and int(stats.get("nulls") or 0):
-                self._null_timestamps(int(stats["nulls"]), ts)
+            if ts:
+                self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
             if cfg.mode == "INCREMENTAL" and predicate:
                 total = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table,
                                                             None, None, None))
@@ -1454,8 +1459,17 @@ class Table:
             return pk[0]
         return None
 
-    def _null_timestamps(self, nulls: int, ts: str) -> None:
+    def _null_timestamps(self, source: JdbcSource, ts: str, in_window: int) -> None:
+        """Count rows whose timestamp is NULL and apply the table's policy; never drop them silently.
+
+        ``include`` reads them in every window (counted there); ``exclude`` and ``fail`` count them
+        with a pushed-down query over the whole table.
+        """
         policy = self.cfg.null_timestamps
+        nulls = in_window if policy == "include" else int(source.query_one(
+            null_count_query(source.engine, self.cfg.namespace, self.cfg.source_table, ts))["n"])
+        if not nulls:
+            return
         if policy == "fail":
             raise EtlError(f"{self.cfg.key}: {nulls} row(s) have NULL in timestamp_column {ts} and "
                            f"null_timestamps is 'fail'; fix the data or set null_timestamps to "
@@ -1635,7 +1649,9 @@ def spark_session(app_name: str) -> tuple[Any, Any]:
 
 def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s %(message)s")
+    formatter.converter = time.gmtime          # log times in UTC, whatever the machine's zone
+    handler.setFormatter(formatter)
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]
