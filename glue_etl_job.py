@@ -34,11 +34,11 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 log = logging.getLogger("glue_etl")
@@ -912,12 +912,23 @@ def partition_count(rows: int, cores: int, configured: int | None, per_partition
 # ----- S3 paths ---------------------------------------------------------------------
 
 
-def staging_prefix(job_name: str, database: str, table_key: str, started: dt.datetime) -> str:
-    """<job>/<database>/<table>/<YYYY-MM-DD>/<timestamp>/ : one folder per table per run."""
+def staging_folder(job_name: str, database: str, table_key: str) -> str:
+    """<job>/<database>/<table>/ : every run of one table stages below this folder."""
     def clean(part: str) -> str:
         return re.sub(r"[^A-Za-z0-9._-]", "_", part)
+    return f"{clean(job_name)}/{clean(database)}/{clean(table_key)}/"
+
+
+def staging_prefix(job_name: str, database: str, table_key: str, started: dt.datetime) -> str:
+    """<job>/<database>/<table>/<YYYY-MM-DD>/<timestamp>/ : one folder per table per run."""
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{clean(job_name)}/{clean(database)}/{clean(table_key)}/{started:%Y-%m-%d}/{stamp}/"
+    return f"{staging_folder(job_name, database, table_key)}{started:%Y-%m-%d}/{stamp}/"
+
+
+def is_older_run(key: str, folder: str, prefix: str) -> bool:
+    """Is ``key`` (below ``folder``) a file of a run that started before the run owning ``prefix``?"""
+    rest, mine = key[len(folder):].split("/"), prefix[len(folder):].split("/")
+    return len(rest) >= 3 and (rest[0], rest[1]) < (mine[0], mine[1])
 
 
 # ----- run summary -------------------------------------------------------------------
@@ -953,7 +964,7 @@ def summary_table(results: Sequence[TableResult]) -> str:
         for r in results
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     ok = sum(r.status == "OK" for r in results)
     lines.append(f"{ok}/{len(results)} tables OK")
@@ -1127,12 +1138,14 @@ class S3Staging:
                     names.append(name)
         return sorted(names)
 
-    def delete(self, prefix: str) -> None:
+    def delete(self, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
+        """Delete the objects below ``prefix`` (except those ``keep`` names); returns how many."""
         keys = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            keys += [{"Key": o["Key"]} for o in page.get("Contents", []) if not keep(o["Key"])]
         for i in range(0, len(keys), 1000):
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+        return len(keys)
 
 
 def stage_dataframe(df: Any, uri: str) -> None:
@@ -1386,6 +1399,7 @@ class Table:
         files: list[str] = []
         prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
         skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
+        self._remove_dead_runs(source.settings.database, prefix)
         try:
             if not skip:
                 with self._step("stage", uri=self.ctx.staging.uri(prefix)) as info:
@@ -1398,6 +1412,20 @@ class Table:
             self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
         finally:
             self._cleanup(wh, prefix)
+
+    def _remove_dead_runs(self, database: str, prefix: str) -> None:
+        """Delete staging files that earlier runs of this table left behind (killed before cleanup).
+
+        They are never loaded (COPY names this run's files only); this keeps the bucket clean.
+        """
+        folder = staging_folder(self.ctx.args.job_name, database, self.cfg.key)
+        try:
+            removed = self.ctx.staging.delete(folder, keep=lambda key: not is_older_run(key, folder, prefix))
+        except Exception as exc:  # the bucket's lifecycle rule is the backstop
+            self.log.warning("step=cleanup folder=%s error=%s", folder, REDACTOR.clean(str(exc)))
+            return
+        if removed:
+            self.log.info("step=cleanup removed_dead_run_files=%d", removed)
 
     def _cleanup(self, wh: Warehouse, prefix: str) -> None:
         """Drop the staging table and the run's staging files, success or not (never loaded twice)."""
@@ -1504,7 +1532,6 @@ class Table:
         if self.cfg.mode == "FULL":
             return                              # FULL redefines the target from the source schema
         if not target_cols:
-            wh.execute(create_schema_sql(self.ctx.snowflake.database, self.cfg.target_schema))
             wh.execute(create_table_sql(self.target, cols))
             self.log.info("step=ddl created=%s", self.cfg.target)
             return
@@ -1523,7 +1550,7 @@ class Table:
             cur = wh.execute(copy_into_sql(self.stage_table, location, files[i:i + 1000], integration))
             names = [d[0].lower() for d in (cur.description or [])]
             for row in cur.fetchall():
-                rec = dict(zip(names, row))
+                rec = dict(zip(names, row, strict=False))
                 if "rows_loaded" in rec:
                     loaded += int(rec["rows_loaded"] or 0)
         return loaded
@@ -1533,7 +1560,6 @@ class Table:
         """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state)."""
         cfg, r = self.cfg, self.result
         if cfg.mode == "FULL":
-            wh.execute(create_schema_sql(self.ctx.snowflake.database, cfg.target_schema))
             wh.execute(replace_table_sql(self.target, self.stage_table, cols))
             r.inserted, r.updated = staged, 0
             with wh.transaction():
@@ -1568,7 +1594,9 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
     """Run every table, ``ctx.args.parallelism`` at a time; one failing does not stop the others."""
     wh = ctx.warehouse()
     try:
-        wh.execute(create_schema_sql(ctx.snowflake.database, ctx.args.state_schema))
+        # Schemas are created once, up front: concurrent CREATE SCHEMA from parallel tables can conflict.
+        for schema in sorted({ctx.args.state_schema, *(t.target_schema for t in tables)}):
+            wh.execute(create_schema_sql(ctx.snowflake.database, schema))
         wh.execute(create_state_table_sql(ctx.state_table))
     finally:
         wh.close()

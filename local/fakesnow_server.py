@@ -1,4 +1,4 @@
-"""Run the fakesnow server with two fidelity fixes, so the emulator behaves as Snowflake does.
+"""Run the fakesnow server with fidelity fixes, so the emulator behaves as Snowflake does.
 
 1. Snowflake loads an enclosed empty field ("") as the empty string and an empty unenclosed field
 as NULL (EMPTY_FIELD_AS_NULL = TRUE with FIELD_OPTIONALLY_ENCLOSED_BY). fakesnow 0.11.22 maps
@@ -8,6 +8,14 @@ into NULL as well - silently losing the difference the job's CSV contract depend
 2. fakesnow sends timestamps to the connector as Arrow structs without a null mask, so a NULL
    TIMESTAMP_NTZ/TZ value (stored correctly) reads back as 1970-01-01 (and MAX() over no rows
    as the epoch). The wrapper adds the mask.
+3. A client that dies inside a transaction: Snowflake rolls the detached transaction back once
+   it has been idle for a while (four hours) and nothing of it is ever visible. fakesnow keeps
+   it open until the server stops, and every later write to the same rows fails. The wrapper
+   rolls back a session's transaction after ETL_FAKESNOW_DETACHED_SECONDS (default 10) idle
+   seconds with no statement running - Snowflake's behaviour on a shorter clock.
+4. A write-write conflict with such a transaction is a DuckDB exception that fakesnow answers
+   with HTTP 500, which the connector retries until its network timeout. The wrapper answers it
+   as Snowflake answers a lock conflict: SQL error 000625.
 
 Otherwise it runs fakesnow's own CLI unchanged.
 
@@ -16,12 +24,18 @@ Usage (from local/stack.py): python -m local.fakesnow_server -s --host 127.0.0.1
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from fakesnow import arrow, copy_into
 from fakesnow.cli import main
+from fakesnow.cursor import FakeSnowflakeCursor
+from snowflake.connector.errors import ProgrammingError
 
 
 def _patch_read_csv() -> None:
@@ -51,7 +65,60 @@ def _patch_null_timestamps() -> None:
     arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
 
 
+_activity: dict[int, list] = {}   # id(connection) -> [statements running, last activity, explicit txn open]
+_activity_lock = threading.Lock()
+
+
+def _patch_statements() -> None:
+    original = FakeSnowflakeCursor.execute
+
+    def execute(self, command, *args, **kwargs):
+        with _activity_lock:
+            state = _activity.setdefault(id(self._conn), [0, time.monotonic(), False])
+            state[0] += 1
+        word = command.lstrip().split(None, 1)[0].upper() if command.strip() else ""
+        try:
+            return original(self, command, *args, **kwargs)
+        except duckdb.TransactionException as exc:
+            raise ProgrammingError(msg=f"Statement aborted: transaction conflict ({exc})", errno=625,
+                                   sqlstate="57014") from None
+        finally:
+            with _activity_lock:
+                state[0] -= 1
+                state[1] = time.monotonic()
+                if word in ("BEGIN", "START"):
+                    state[2] = True
+                elif word in ("COMMIT", "ROLLBACK"):
+                    state[2] = False
+
+    FakeSnowflakeCursor.execute = execute
+
+
+def _roll_back_detached_transactions(idle_seconds: float) -> None:
+    while True:
+        time.sleep(1)
+        now = time.monotonic()
+        # fakesnow's package exports a function named ``server`` that imports the module of that
+        # name when the server starts; reach the module itself (importing it here would shadow it).
+        module = sys.modules.get("fakesnow.server")
+        for conn in list(module.sessions.values()) if module else []:
+            with _activity_lock:
+                state = _activity.get(id(conn))
+                detached = state is not None and state[0] == 0 and state[2] and now - state[1] > idle_seconds
+            if detached:
+                try:
+                    conn.rollback()
+                    print(f"[fakesnow_server] rolled back a transaction idle for {idle_seconds:.0f}s", flush=True)
+                except Exception as exc:  # keep the reaper alive whatever one session does
+                    print(f"[fakesnow_server] rollback of a detached transaction failed: {exc}", flush=True)
+                    with _activity_lock:
+                        state[2] = False
+
+
 if __name__ == "__main__":
     _patch_read_csv()
     _patch_null_timestamps()
+    _patch_statements()
+    idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
+    threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()
     sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import glue_etl_job as g
 from local import stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +86,13 @@ def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:
         return cur.fetchall()
     finally:
         conn.close()
+
+
+def reset_target_schema(schema: str) -> None:
+    """Drop a test's Snowflake schema and forget its tables' watermarks."""
+    state = g.fqn("ETL_DB", "ETL_META", g.STATE_TABLE)
+    sf_execute(f"DROP SCHEMA IF EXISTS ETL_DB.{schema} CASCADE", "CREATE SCHEMA IF NOT EXISTS ETL_DB.ETL_META",
+               g.create_state_table_sql(state), f"DELETE FROM {state} WHERE TARGET_TABLE LIKE '{schema}.%'")
 
 
 def sf_query(sql: str) -> list[tuple]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import glue_etl_job as g
 from tests.e2e import helpers as h
 
 DEMO = {  # table -> (engine, database, target, order by, json columns)
@@ -20,10 +19,7 @@ DEMO = {  # table -> (engine, database, target, order by, json columns)
 
 @pytest.fixture(scope="module")
 def fresh_targets(stack_env):
-    h.sf_execute("DROP SCHEMA IF EXISTS ETL_DB.RAW CASCADE", "CREATE SCHEMA ETL_DB.RAW",
-                 "CREATE SCHEMA IF NOT EXISTS ETL_DB.ETL_META",
-                 g.create_state_table_sql(g.fqn("ETL_DB", "ETL_META", g.STATE_TABLE)),
-                 "DELETE FROM ETL_DB.ETL_META.ETL_LOAD_STATE WHERE TARGET_TABLE LIKE 'RAW.%'")
+    h.reset_target_schema("RAW")
 
 
 def test_demo_config_loads_every_table(fresh_targets, tmp_path):

@@ -20,10 +20,11 @@ def good_source(stack_env):
                     "CREATE TABLE fail.good (id int PRIMARY KEY, v text); "
                     "INSERT INTO fail.good SELECT g, 'v' || g FROM generate_series(1, 50) g; "
                     "CREATE TABLE fail.nocol (id int PRIMARY KEY, v text); "
-                    "CREATE TABLE fail.nullkey (id int, v text); INSERT INTO fail.nullkey VALUES (1, 'a'), (NULL, 'b'); "
+                    "CREATE TABLE fail.nullkey (id int, v text); "
+                    "INSERT INTO fail.nullkey VALUES (1, 'a'), (NULL, 'b'); "
                     "CREATE TABLE fail.odd (id int PRIMARY KEY, prices money[]); "
                     "INSERT INTO fail.odd VALUES (1, '{1.50}')")
-    h.sf_execute("DROP SCHEMA IF EXISTS ETL_DB.FAIL CASCADE")
+    h.reset_target_schema("FAIL")
 
 
 def sf_tables(schema: str) -> list[str]:
@@ -117,7 +118,8 @@ def source_secret(**over) -> dict:
 @pytest.mark.parametrize("secret, message", [
     (None, "cannot read SSM parameter /etl/test/broken (ParameterNotFound)"),
     ("not json {", "SSM parameter /etl/test/broken is not JSON"),
-    ({"engine": "postgres", "host": "127.0.0.1"}, "SSM parameter /etl/test/broken lacks port, database, user, password"),
+    ({"engine": "postgres", "host": "127.0.0.1"},
+     "SSM parameter /etl/test/broken lacks port, database, user, password"),
     ("WRONG_PASSWORD", 'password authentication failed for user "etl"'),
     ("CLOSED_PORT", "jdbc:postgresql://127.0.0.1:1/affiliate: java.net.ConnectException: Connection refused"),
 ])

@@ -126,7 +126,7 @@ TABLES = {
 def runs(stack_env, tmp_path_factory):
     """Both job runs, with the servers and the job's process outside UTC."""
     tmp = tmp_path_factory.mktemp("edges")
-    h.sf_execute("DROP SCHEMA IF EXISTS ETL_DB.EDGE CASCADE")
+    h.reset_target_schema("EDGE")
     pg("ALTER DATABASE affiliate SET timezone TO 'America/New_York'")
     my("SET GLOBAL time_zone = '+05:30'")
     try:

@@ -146,8 +146,7 @@ def check_equal(engine: str, table: str) -> int:
 
 @pytest.fixture(scope="module")
 def sources(stack_env):
-    h.sf_execute("DROP SCHEMA IF EXISTS ETL_DB.E2E CASCADE",
-                 "DELETE FROM ETL_DB.ETL_META.ETL_LOAD_STATE WHERE TARGET_TABLE LIKE 'E2E.%'")
+    h.reset_target_schema("E2E")
     create_sources()
 
 

@@ -23,7 +23,8 @@ def secret_users(stack_env):
                     "INSERT INTO sec.items SELECT g, 'item ' || g FROM generate_series(1, 20) g; "
                     "DROP ROLE IF EXISTS probe_reader; "
                     f"CREATE ROLE probe_reader LOGIN PASSWORD '{PG_PASSWORD}'; "
-                    "GRANT USAGE ON SCHEMA sec TO probe_reader; GRANT SELECT ON ALL TABLES IN SCHEMA sec TO probe_reader")
+                    "GRANT USAGE ON SCHEMA sec TO probe_reader; "
+                    "GRANT SELECT ON ALL TABLES IN SCHEMA sec TO probe_reader")
     conn = stack.mariadb_connect()
     try:
         with conn.cursor() as cur:
@@ -49,7 +50,7 @@ def secret_users(stack_env):
     put("/etl/sec/my", "/etl/local/program360", user="probe_reader", password=MY_PASSWORD, database="sec")
     put("/etl/sec/sf", "/etl/local/snowflake", password=SF_PASSWORD)
     put("/etl/sec/pg-wrong", "/etl/local/affiliate", user="probe_reader", password=MY_PASSWORD)
-    h.sf_execute("DROP SCHEMA IF EXISTS ETL_DB.SEC CASCADE")
+    h.reset_target_schema("SEC")
 
 
 def test_no_secret_anywhere(secret_users, tmp_path):

@@ -379,3 +379,13 @@ def test_redactor_hides_registered_secrets(caplog):
     with caplog.at_level(logging.INFO, logger="redaction-test"):
         logger.info("password=%s", "s3cr3t-pw")
     assert "s3cr3t-pw" not in caplog.text and "password=***" in caplog.text
+
+
+def test_older_runs_are_told_apart_from_this_one():
+    folder = g.staging_folder("job", "db", "sales.orders")
+    mine = g.staging_prefix("job", "db", "sales.orders", dt.datetime(2026, 11, 26, 9, 0, 0, tzinfo=dt.UTC))
+    older = folder + "2026-11-25/20261125T230000000000Z/part-0.csv.gz"
+    newer = folder + "2026-11-26/20261126T090000000001Z/part-0.csv.gz"
+    assert g.is_older_run(older, folder, mine)
+    assert not g.is_older_run(mine + "part-0.csv.gz", folder, mine)
+    assert not g.is_older_run(newer, folder, mine)

@@ -1,0 +1,54 @@
+"""Test launcher: runs glue_etl_job.main() and SIGKILLs the process at one step boundary of one table.
+
+Usage: python tests/e2e/crash_at.py POINT TABLE --JOB_NAME ... (the job's own arguments)
+POINT is extract | stage | copy | transaction | commit:
+  extract, stage, copy   right after that step of TABLE finished
+  transaction            inside the load transaction, after the state row was written, before COMMIT
+  commit                 after the load committed, before the metrics and the summary
+Nothing is caught or cleaned up: SIGKILL is what a lost Glue worker or an OOM kill looks like.
+"""
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import glue_etl_job as g  # noqa: E402
+
+POINT, TABLE = sys.argv[1], sys.argv[2]
+STEP_AFTER = {"extract": "extract", "stage": "stage", "copy": "copy", "commit": "load"}
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+step = g.Table._step
+
+
+@contextmanager
+def killing_step(self, name, **fields):
+    with step(self, name, **fields) as out:
+        yield out
+    if self.cfg.key == TABLE and STEP_AFTER.get(POINT) == name:
+        die()
+
+
+execute = g.Warehouse.execute
+
+
+def killing_execute(self, sql, params=None):
+    cur = execute(self, sql, params)
+    if POINT == "transaction" and sql.startswith("INSERT INTO") and g.STATE_TABLE in sql \
+            and params and params.get("source") == TABLE:
+        die()
+    return cur
+
+
+g.Table._step = killing_step
+g.Warehouse.execute = killing_execute
+sys.exit(g.main([sys.argv[0], *sys.argv[3:]]))
