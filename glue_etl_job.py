@@ -499,7 +499,7 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #   DateType                   DATE                      yyyy-MM-dd
 #   TimestampNTZType           TIMESTAMP_NTZ(6)          wall clock, microseconds
 #   TimestampType              TIMESTAMP_TZ(6)           UTC instant with offset, microseconds
-#   BinaryType                 BINARY                    hex
+#   BinaryType                 BINARY                    hex text, TO_BINARY(.., 'HEX') on load
 #   Array/Map/Struct           VARIANT                   JSON text, PARSE_JSON on load
 #
 # PostgreSQL timestamp / MySQL DATETIME arrive as TimestampNTZType (preferTimestampNTZ);
@@ -560,14 +560,18 @@ class Column:
 
     @property
     def stage_type(self) -> str:
-        """Type in the staging table: VARIANT arrives as JSON text and is parsed on load."""
-        return "VARCHAR" if self.sf_type == "VARIANT" else self.sf_type
+        """Type in the staging table: VARIANT arrives as JSON text, BINARY as hex text."""
+        return "VARCHAR" if self.sf_type in ("VARIANT", "BINARY") else self.sf_type
 
     @property
     def load_expr(self) -> str:
         """Expression that turns the staged value into the target value (``s`` aliases the stage)."""
         ref = f's.{qi(self.name)}'
-        return f"PARSE_JSON({ref})" if self.sf_type == "VARIANT" else ref
+        if self.sf_type == "VARIANT":
+            return f"PARSE_JSON({ref})"
+        if self.sf_type == "BINARY":
+            return f"TO_BINARY({ref}, 'HEX')"
+        return ref
 
 
 def columns_for(schema_fields: Iterable[tuple[str, Any]], table: str) -> list[Column]:

@@ -250,7 +250,7 @@ def test_resolve_column_is_case_insensitive():
 # ----- SQL: every statement the job sends is valid Snowflake ---------------------------
 
 COLS = [g.Column("id", "ID", "NUMBER(19,0)"), g.Column("line", "LINE", "NUMBER(10,0)"),
-        g.Column("note", "NOTE", "VARCHAR"), g.Column("doc", "DOC", "VARIANT"),
+        g.Column("note", "NOTE", "VARCHAR"), g.Column("doc", "DOC", "VARIANT"), g.Column("raw", "RAW", "BINARY"),
         g.Column("updated_at", "UPDATED_AT", "TIMESTAMP_NTZ(6)")]
 TARGET = g.fqn("ETL_DB", "RAW", "ORDERS")
 STAGE = g.fqn("ETL_DB", "RAW", "ORDERS__ETL_STAGE")
@@ -288,7 +288,8 @@ def test_generated_sql_parses_as_snowflake(sql):
 
 def test_upsert_is_update_then_insert_on_the_key():
     update, insert = g.upsert_sql(TARGET, STAGE, COLS, ["ID", "LINE"], "UPDATED_AT")
-    assert update.startswith(f'UPDATE {TARGET} t SET "NOTE" = s."NOTE", "DOC" = PARSE_JSON(s."DOC")')
+    assert update.startswith(f'UPDATE {TARGET} t SET "NOTE" = s."NOTE", "DOC" = PARSE_JSON(s."DOC"), '
+                             f'"RAW" = TO_BINARY(s."RAW", \'HEX\')')
     assert 'WHERE t."ID" = s."ID" AND t."LINE" = s."LINE"' in update
     assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY "ID", "LINE" ORDER BY "UPDATED_AT" DESC NULLS LAST) = 1' in update
     assert "WHERE NOT EXISTS (SELECT 1 FROM" in insert
