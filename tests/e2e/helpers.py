@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e
     """
     args = [sys.executable, *(launcher or [str(JOB)]), "--JOB_NAME", job_name, *GROUP_ARGS]
     if tables is not None:
-        path = tmp_path / f"tables-{len(list(tmp_path.glob('tables-*.json')))}.json"
+        path = tmp_path / f"tables-{uuid.uuid4().hex}.json"
         path.write_text(json.dumps({"TABLES": tables}))
         args += ["--CONFIG", str(path)]
     args += list(extra)

@@ -11,6 +11,7 @@ import datetime as dt
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -67,11 +68,14 @@ def crashed(stack_env, tmp_path_factory):
                         f"WHERE id BETWEEN 10 AND 14")
             cur.execute(f"INSERT INTO crash.{name} SELECT g, 'new' || g, %s + interval '2 days' + g * interval "
                         f"'1 microsecond' FROM generate_series(51, 55) g", (BASE,))
-    killed = {}
-    for name in TABLES:
+
+    def kill_run(name: str):
         point = name.split("_", 1)[1]
-        killed[name] = h.run_job(tmp, registry(TABLES), "--TABLES", f"crash.{name}", job_name=JOB,
-                                 launcher=["tests/e2e/crash_at.py", point, f"crash.{name}"])
+        return h.run_job(tmp, registry(TABLES), "--TABLES", f"crash.{name}", job_name=JOB,
+                         launcher=["tests/e2e/crash_at.py", point, f"crash.{name}"])
+
+    with ThreadPoolExecutor(max_workers=3) as pool:     # separate tables: the killed runs may overlap
+        killed = dict(zip(TABLES, pool.map(kill_run, TABLES), strict=True))
     # A transaction killed mid-way is detached; Snowflake rolls it back once idle (the local
     # emulator after ETL_FAKESNOW_DETACHED_SECONDS=10, see local/fakesnow_server.py).
     time.sleep(12)
