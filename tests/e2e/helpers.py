@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -68,14 +70,22 @@ def pg_rows(database: str, table: str, order_by: str) -> tuple[list[str], list[t
         return [d[0].upper() for d in cur.description], cur.fetchall()
 
 
-def mysql_rows(database: str, table: str, order_by: str) -> tuple[list[str], list[tuple]]:
+@contextmanager
+def mysql_cursor(database: str | None = None) -> Iterator:
+    """A MariaDB cursor; the work is committed when the block ends without an error."""
     conn = stack.mariadb_connect(database)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {table} ORDER BY {order_by}")
-            return [d[0].upper() for d in cur.description], list(cur.fetchall())
+            yield cur
+        conn.commit()
     finally:
         conn.close()
+
+
+def mysql_rows(database: str, table: str, order_by: str) -> tuple[list[str], list[tuple]]:
+    with mysql_cursor(database) as cur:
+        cur.execute(f"SELECT * FROM {table} ORDER BY {order_by}")
+        return [d[0].upper() for d in cur.description], list(cur.fetchall())
 
 
 def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:

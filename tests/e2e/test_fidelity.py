@@ -74,18 +74,13 @@ def loaded(stack_env, tmp_path_factory):
         for t in MODES:
             cur.execute(PG_DDL.format(t=t))
             cur.executemany(f"INSERT INTO torture.{t} VALUES ({', '.join(['%s'] * 15)})", pg_rows)
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS torture")
-            cur.execute("CREATE DATABASE torture CHARACTER SET utf8mb4")
-            cur.execute("SET time_zone = '+00:00'")
-            for t in MODES:
-                cur.execute(MY_DDL.format(t=t))
-                cur.executemany(f"INSERT INTO torture.{t} VALUES ({', '.join(['%s'] * 17)}, DEFAULT)", my_rows)
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS torture")
+        cur.execute("CREATE DATABASE torture CHARACTER SET utf8mb4")
+        cur.execute("SET time_zone = '+00:00'")
+        for t in MODES:
+            cur.execute(MY_DDL.format(t=t))
+            cur.executemany(f"INSERT INTO torture.{t} VALUES ({', '.join(['%s'] * 17)}, DEFAULT)", my_rows)
     tables = {}
     for group, prefix in (("AFFILIATE", "PG"), ("PROGRAM360", "MY")):
         for t, mode in MODES.items():
@@ -104,14 +99,9 @@ def loaded(stack_env, tmp_path_factory):
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
         for t in rerun:
             cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            for t in rerun:
-                cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        for t in rerun:
+            cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
     for prefix in ("PG", "MY"):
         registry = {k: v for (p, k), v in tables.items() if p == prefix and "append" not in k}
         runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}-2"))
@@ -133,14 +123,10 @@ def test_every_value_survives(loaded, engine, mode):
     prefix = "PG" if engine == "postgres" else "MY"
     read = h.pg_rows if engine == "postgres" else h.mysql_rows
     if engine == "mysql":
-        conn = stack.mariadb_connect("torture")
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET time_zone = '+00:00'")
-                cur.execute(f"SELECT * FROM torture.{mode} ORDER BY id")
-                cols, src = [d[0].upper() for d in cur.description], list(cur.fetchall())
-        finally:
-            conn.close()
+        with h.mysql_cursor("torture") as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute(f"SELECT * FROM torture.{mode} ORDER BY id")
+            cols, src = [d[0].upper() for d in cur.description], list(cur.fetchall())
     else:
         cols, src = read("affiliate", f"torture.{mode}", "id")
     tgt = h.sf_rows(f"ETL_DB.TORTURE.{prefix}_{mode.upper()}", cols, '"ID"')

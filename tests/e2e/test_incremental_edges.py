@@ -47,14 +47,9 @@ def pg(*sqls: str) -> None:
 
 
 def my(*sqls: str) -> None:
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            for sql in sqls:
-                cur.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        for sql in sqls:
+            cur.execute(sql)
 
 
 def before_first_run() -> None:
@@ -211,14 +206,10 @@ def test_time_zones_are_the_same_instants(runs):
     h.assert_same_rows(src, tgt, "postgres timestamp/timestamptz")
     assert all(r[2].tzinfo is not None for r in tgt), "timestamptz lands as TIMESTAMP_TZ"
     assert second["edge.tz_pg"]["delta"] == 2          # the new instant and the one at the watermark
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute("SELECT id, wall, instant FROM edge.tz_my ORDER BY id")
-            my_rows = [(i, w, v.replace(tzinfo=UTC)) for i, w, v in cur.fetchall()]
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT id, wall, instant FROM edge.tz_my ORDER BY id")
+        my_rows = [(i, w, v.replace(tzinfo=UTC)) for i, w, v in cur.fetchall()]
     assert my_rows[0][2] == dt.datetime(2026, 5, 1, 10, 0, 0, 1, tzinfo=UTC)
     h.assert_same_rows(my_rows, target_rows("TZ_MY", '"ID", "WALL", "INSTANT"'), "mysql DATETIME/TIMESTAMP")
     assert second["edge.tz_my"]["delta"] == 2          # the new instant and the one at the watermark

@@ -67,17 +67,12 @@ def create_sources() -> None:
         for t in MODES:
             cur.execute(ddl(PG_DDL, t))
             cur.executemany(f"INSERT INTO e2e.{t} ({COLS}) VALUES ({', '.join(['%s'] * 10)})", rows)
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS e2e")
-            cur.execute("CREATE DATABASE e2e CHARACTER SET utf8mb4")
-            for t in MODES:
-                cur.execute(ddl(MY_DDL, t))
-                cur.executemany(f"INSERT INTO e2e.{t} ({COLS}) VALUES ({', '.join(['%s'] * 10)})", rows)
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS e2e")
+        cur.execute("CREATE DATABASE e2e CHARACTER SET utf8mb4")
+        for t in MODES:
+            cur.execute(ddl(MY_DDL, t))
+            cur.executemany(f"INSERT INTO e2e.{t} ({COLS}) VALUES ({', '.join(['%s'] * 10)})", rows)
 
 
 def change_sources(engine: str) -> None:
@@ -97,13 +92,8 @@ def change_sources(engine: str) -> None:
         with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
             apply(cur)
         return
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            apply(cur)
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        apply(cur)
 
 
 def source_rows(engine: str, table: str, order_by: str = "id") -> tuple[list[str], list[tuple]]:

@@ -25,20 +25,15 @@ def secret_users(stack_env):
                     f"CREATE ROLE probe_reader LOGIN PASSWORD '{PG_PASSWORD}'; "
                     "GRANT USAGE ON SCHEMA sec TO probe_reader; "
                     "GRANT SELECT ON ALL TABLES IN SCHEMA sec TO probe_reader")
-    conn = stack.mariadb_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS sec")
-            cur.execute("CREATE DATABASE sec")
-            cur.execute("CREATE TABLE sec.items (id int PRIMARY KEY, v text)")
-            cur.execute("INSERT INTO sec.items VALUES (1, 'a'), (2, 'b')")
-            for host in ("127.0.0.1", "localhost"):
-                cur.execute(f"DROP USER IF EXISTS 'probe_reader'@'{host}'")
-                cur.execute(f"CREATE USER 'probe_reader'@'{host}' IDENTIFIED BY '{MY_PASSWORD}'")
-                cur.execute(f"GRANT SELECT ON sec.* TO 'probe_reader'@'{host}'")
-        conn.commit()
-    finally:
-        conn.close()
+    with h.mysql_cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS sec")
+        cur.execute("CREATE DATABASE sec")
+        cur.execute("CREATE TABLE sec.items (id int PRIMARY KEY, v text)")
+        cur.execute("INSERT INTO sec.items VALUES (1, 'a'), (2, 'b')")
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"DROP USER IF EXISTS 'probe_reader'@'{host}'")
+            cur.execute(f"CREATE USER 'probe_reader'@'{host}' IDENTIFIED BY '{MY_PASSWORD}'")
+            cur.execute(f"GRANT SELECT ON sec.* TO 'probe_reader'@'{host}'")
     ssm = stack.boto3_client("ssm")
 
     def put(name, base, **over):
