@@ -1730,7 +1730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                      metrics=Metrics(boto3.client("cloudwatch"), args.job_name),
                      cores=spark.sparkContext.defaultParallelism)
     log.info("step=run run_id=%s tables=%d parallelism=%d", ctx.run_id, len(tables), args.parallelism)
-    results = run_tables(tables, ctx)
+    try:
+        results = run_tables(tables, ctx)
+    except EtlError as exc:             # the job's schemas or state table could not be prepared
+        log.error("step=setup %s", exc)
+        print(f"\nNothing ran: {exc}", file=sys.stderr)
+        return 1
     print("\n" + summary_table(results), flush=True)
     if job is not None:
         job.commit()
