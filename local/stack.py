@@ -390,6 +390,16 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
         time.sleep(0.1)
 
 
+def _select_one(conn) -> None:
+    """Health check shared by the database services: run `select 1` on a fresh connection, then close it."""
+    try:
+        cur = conn.cursor()
+        cur.execute("select 1")
+        cur.fetchone()
+    finally:
+        conn.close()
+
+
 class Postgres(Service):
     name = "postgres"
     port_env = "ETL_PG_PORT"
@@ -464,13 +474,7 @@ class Postgres(Service):
         return {"cwd": self.datadir, **_as_user(self.owner())}
 
     def check(self) -> None:
-        conn = pg_connect("postgres", connect_timeout=2)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("select 1")
-                cur.fetchone()
-        finally:
-            conn.close()
+        _select_one(pg_connect("postgres", connect_timeout=2))
 
 
 class MariaDB(Service):
@@ -550,13 +554,7 @@ class MariaDB(Service):
         return {"cwd": self.datadir}
 
     def check(self) -> None:
-        conn = mariadb_connect(None, connect_timeout=2)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("select 1")
-                cur.fetchone()
-        finally:
-            conn.close()
+        _select_one(mariadb_connect(None, connect_timeout=2))
 
 
 class Moto(Service):
@@ -625,11 +623,7 @@ con.execute(\"\"\"CREATE OR REPLACE PERSISTENT SECRET moto_s3 (TYPE s3, KEY_ID '
     def check(self) -> None:
         if not _port_open(self.port):
             raise StackError("fakesnow is not listening yet")
-        conn = snowflake_connect(database=None, login_timeout=5, network_timeout=5)
-        try:
-            conn.cursor().execute("select 1").fetchone()
-        finally:
-            conn.close()
+        _select_one(snowflake_connect(database=None, login_timeout=5, network_timeout=5))
 
 
 def _run_init(service: Service, cmd: list[str], **kwargs) -> None:
