@@ -34,6 +34,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -352,7 +353,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
-                 "STATE_SCHEMA", "KEEP_STAGING")
+                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,19 @@ class JobArgs:
     parallelism: int = 4
     state_schema: str = "ETL_META"
     keep_staging: bool = False
+    lease_seconds: int = 120
+    lease_wait_seconds: int = 0
+
+
+def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: int, problems: list[str]) -> int:
+    try:
+        number = int(values.get(name) or default)
+        if number < minimum:
+            raise ValueError
+    except ValueError:
+        problems.append(f"--{name} must be a whole number >= {minimum}, got {values.get(name)!r}")
+        return default
+    return number
 
 
 def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]], dict] | None = None) -> JobArgs:
@@ -379,14 +393,10 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         raise ConfigError([f"missing runtime argument {m}" for m in missing])
     names = list(REQUIRED_ARGS) + [n for n in OPTIONAL_ARGS if n in present]
     values = resolve(list(argv), names)
-    problems = []
-    try:
-        parallelism = int(values.get("PARALLELISM") or 4)
-        if parallelism < 1:
-            raise ValueError
-    except ValueError:
-        problems.append(f"--PARALLELISM must be a whole number >= 1, got {values.get('PARALLELISM')!r}")
-        parallelism = 1
+    problems: list[str] = []
+    parallelism = _whole_number(values, "PARALLELISM", 4, 1, problems)
+    lease_seconds = _whole_number(values, "LEASE_SECONDS", 120, 2, problems)
+    lease_wait_seconds = _whole_number(values, "LEASE_WAIT_SECONDS", 0, 0, problems)
     state_schema = (values.get("STATE_SCHEMA") or "ETL_META").upper()
     if not _IDENT.match(state_schema):
         problems.append(f"--STATE_SCHEMA {state_schema!r} must be letters, digits and _")
@@ -403,6 +413,8 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         parallelism=parallelism,
         state_schema=state_schema,
         keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
+        lease_seconds=lease_seconds,
+        lease_wait_seconds=lease_wait_seconds,
     )
 
 
@@ -793,6 +805,40 @@ def write_state_sqls(state: str) -> list[str]:
         f'"RUN_ID", "ROWS_LOADED", "UPDATED_AT") SELECT %(target)s, %(source)s, %(mode)s, %(column)s, '
         f'%(watermark)s, %(run_id)s, %(rows)s, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ',
     ]
+
+
+LEASE_TABLE = "ETL_LOAD_LEASE"
+_NOW = "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
+
+
+def create_lease_table_sql(lease: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {lease} ("
+            f'"TARGET_TABLE" VARCHAR, "HOLDER" VARCHAR, "ACQUIRED_AT" TIMESTAMP_NTZ(6), '
+            f'"EXPIRES_AT" TIMESTAMP_NTZ(6))')
+
+
+def lease_sqls(lease: str) -> dict[str, str]:
+    """Statements of the per-target lease: one run at a time loads a target table.
+
+    A lease is a row per target. ``claim`` is a conditional UPDATE (free, expired or already ours):
+    Snowflake serialises UPDATEs of one table, so exactly one of two concurrent claims changes the
+    row and the other sees it taken (rowcount 0). The clock is Snowflake's, never a worker's.
+    """
+    expires = f"DATEADD(SECOND, %(seconds)s, {_NOW})"
+    return {
+        "seed": (f'INSERT INTO {lease} ("TARGET_TABLE") SELECT %(target)s WHERE NOT EXISTS '
+                 f'(SELECT 1 FROM {lease} WHERE "TARGET_TABLE" = %(target)s)'),
+        "claim": (f'UPDATE {lease} SET "HOLDER" = %(holder)s, "ACQUIRED_AT" = {_NOW}, "EXPIRES_AT" = {expires} '
+                  f'WHERE "TARGET_TABLE" = %(target)s AND ("HOLDER" IS NULL OR "HOLDER" = %(holder)s '
+                  f'OR "EXPIRES_AT" < {_NOW})'),
+        "holder": (f'SELECT "HOLDER", "ACQUIRED_AT", "EXPIRES_AT" FROM {lease} WHERE "TARGET_TABLE" = %(target)s '
+                   f'ORDER BY "EXPIRES_AT" DESC NULLS LAST LIMIT 1'),
+        "held": (f'SELECT COUNT(*) FROM {lease} WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s '
+                 f'AND "EXPIRES_AT" > {_NOW}'),
+        "renew": f'UPDATE {lease} SET "EXPIRES_AT" = {expires} WHERE "HOLDER" = %(holder)s',
+        "release": (f'UPDATE {lease} SET "HOLDER" = NULL, "ACQUIRED_AT" = NULL, "EXPIRES_AT" = NULL '
+                    f'WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s'),
+    }
 
 
 # ----- source SQL (PostgreSQL / MySQL) --------------------------------------------------
@@ -1242,6 +1288,83 @@ def connect_snowflake(settings: SnowflakeSettings) -> Warehouse:
                                       f"{args.get('user')}: {exc}")) from None
 
 
+class Leases:
+    """Per-target leases held by this run, kept alive by a heartbeat on a connection of its own.
+
+    ``acquire`` claims a target's lease (waiting up to ``wait`` seconds for a live holder to let
+    go); a run that cannot claim it skips the table. A run killed outright stops renewing, so its
+    leases expire after ``seconds`` and the next run takes the table over.
+    """
+
+    def __init__(self, connect: Callable[[], Warehouse], table: str, holder: str, seconds: int, wait: int = 0):
+        self._connect = connect
+        self._sql = lease_sqls(table)
+        self.holder = holder
+        self.seconds = seconds
+        self.wait = wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _params(self, target: str = "") -> dict:
+        return {"target": target, "holder": self.holder, "seconds": self.seconds}
+
+    def acquire(self, wh: Warehouse, target: str) -> str | None:
+        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""
+        deadline = time.monotonic() + self.wait
+        for _ in range(1000):
+            try:
+                wh.execute(self._sql["seed"], self._params(target))
+                if wh.execute(self._sql["claim"], self._params(target)).rowcount:
+                    return None
+            except EtlError as exc:      # a concurrent claim won a write conflict: the lease is taken
+                log.info("step=lease target=%s claim_conflict=%s", target, exc)
+            row = wh.rows(self._sql["holder"], self._params(target))
+            holder, since, until = row[0] if row else (None, None, None)
+            if holder is None:          # released between our claim and our look: claim again
+                continue
+            if time.monotonic() >= deadline:
+                return f"run {holder} (since {since} UTC, lease until {until} UTC)"
+            log.info("step=lease target=%s waiting_for=%s", target, holder)
+            time.sleep(min(5.0, max(0.5, self.seconds / 4)))
+        raise EtlError(f"cannot claim the lease of {target} in {self._sql['claim'].split()[1]}")
+
+    def held(self, wh: Warehouse, target: str) -> bool:
+        return bool(wh.scalar(self._sql["held"], self._params(target)))
+
+    def release(self, wh: Warehouse, target: str) -> None:
+        for attempt in range(3):
+            try:
+                wh.execute(self._sql["release"], self._params(target))
+                return
+            except EtlError as exc:      # a write conflict with our own heartbeat: try again
+                if attempt == 2:
+                    log.warning("step=lease target=%s release_failed=%s expires_in=%ds", target, exc, self.seconds)
+                time.sleep(0.2)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _beat(self) -> None:
+        wh = None
+        while not self._stop.wait(max(0.5, self.seconds / 4)):
+            try:
+                wh = wh or self._connect()
+                wh.execute(self._sql["renew"], self._params())
+            except Exception as exc:   # the next beat tries again; a lease outlives a few missed beats
+                log.warning("step=lease heartbeat_failed=%s", REDACTOR.clean(str(exc)))
+                if wh is not None:
+                    wh.close()
+                wh = None
+        if wh is not None:
+            wh.close()
+
+
 class Metrics:
     """CloudWatch custom metrics, one put_metric_data per table (dimensions JobName, Table)."""
 
@@ -1288,6 +1411,12 @@ class RunContext:
     snowflake: SnowflakeSettings
     metrics: Metrics
     cores: int = 2
+    leases: Leases = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The lease holder names this run and is unique even for two runs started in the same microsecond.
+        self.leases = Leases(self.warehouse, self.lease_table, f"{self.run_id}-{uuid.uuid4().hex[:8]}",
+                             self.args.lease_seconds, self.args.lease_wait_seconds)
 
     @property
     def run_id(self) -> str:
@@ -1296,6 +1425,10 @@ class RunContext:
     @property
     def state_table(self) -> str:
         return fqn(self.snowflake.database, self.args.state_schema, STATE_TABLE)
+
+    @property
+    def lease_table(self) -> str:
+        return fqn(self.snowflake.database, self.args.state_schema, LEASE_TABLE)
 
 
 class TableLog(logging.LoggerAdapter):
@@ -1324,7 +1457,17 @@ class Table:
         try:
             source = JdbcSource(self.ctx.spark, source_settings(self._secret(), self._ssm_path()))
             wh = self.ctx.warehouse()
-            self._run(source, wh)
+            holder = self.ctx.leases.acquire(wh, self.cfg.target)
+            if holder:
+                self.result.status = "SKIPPED"
+                self.result.error = (f"{self.cfg.key}: skipped, {self.cfg.target} is being loaded by {holder}; "
+                                     f"run again once it has finished (or pass --LEASE_WAIT_SECONDS to wait)")
+                self.log.warning("step=lease skipped=true holder=%s", holder)
+                return self.result
+            try:
+                self._run(source, wh)
+            finally:
+                self.ctx.leases.release(wh, self.cfg.target)
             self.result.status = "OK"
         except Exception as exc:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
@@ -1564,6 +1707,7 @@ class Table:
         """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state)."""
         cfg, r = self.cfg, self.result
         if cfg.mode == "FULL":
+            self._check_lease(wh)
             wh.execute(replace_table_sql(self.target, self.stage_table, cols))
             r.inserted, r.updated = staged, 0
             with wh.transaction():
@@ -1581,7 +1725,14 @@ class Table:
                 dedupe = pk and cfg.mode != "APPEND"      # APPEND inserts every row read, no checks
                 stage = deduplicated_sql(self.stage_table, cols, pk, order_by) if dedupe else self.stage_table
                 r.inserted, r.updated = wh.execute(insert_sql(self.target, stage, cols)).rowcount, 0
+            self._check_lease(wh)
             self._write_state(wh, state)
+
+    def _check_lease(self, wh: Warehouse) -> None:
+        """Refuse to change the target when this run's lease has expired (another run may own it now)."""
+        if not self.ctx.leases.held(wh, self.cfg.target):
+            raise EtlError(f"{self.cfg.key}: this run's lease on {self.cfg.target} expired before the load "
+                           f"(no heartbeat for {self.ctx.leases.seconds} s); nothing was changed - run again")
 
     def _write_state(self, wh: Warehouse, state: Mapping[str, Any]) -> None:
         for sql in write_state_sqls(self.ctx.state_table):
@@ -1602,10 +1753,15 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
         for schema in sorted({ctx.args.state_schema, *(t.target_schema for t in tables)}):
             wh.execute(create_schema_sql(ctx.snowflake.database, schema))
         wh.execute(create_state_table_sql(ctx.state_table))
+        wh.execute(create_lease_table_sql(ctx.lease_table))
     finally:
         wh.close()
-    with ThreadPoolExecutor(max_workers=max(1, min(ctx.args.parallelism, len(tables)))) as pool:
-        return list(pool.map(lambda cfg: Table(cfg, ctx).run(), tables))
+    ctx.leases.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.args.parallelism, len(tables)))) as pool:
+            return list(pool.map(lambda cfg: Table(cfg, ctx).run(), tables))
+    finally:
+        ctx.leases.stop()
 
 
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:

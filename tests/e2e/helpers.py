@@ -24,10 +24,9 @@ GROUP_ARGS = ["--SNOWFLAKE", "/etl/local/snowflake", "--AFFILIATE", "/etl/local/
               "--STAGING_BUCKET", "etl-staging"]
 
 
-def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
-            timeout: int = 600, env: dict | None = None, launcher: list[str] | None = None
-            ) -> subprocess.CompletedProcess:
-    """Run glue_etl_job.py as Glue would, with ``tables`` as its --CONFIG (config.py when None).
+def job_command(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
+                launcher: list[str] | None = None) -> list[str]:
+    """The command line Glue would run, with ``tables`` as its --CONFIG (config.py when None).
 
     ``launcher`` replaces ``glue_etl_job.py`` with a test wrapper that calls its main().
     """
@@ -36,10 +35,19 @@ def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e
         path = tmp_path / f"tables-{uuid.uuid4().hex}.json"
         path.write_text(json.dumps({"TABLES": tables}))
         args += ["--CONFIG", str(path)]
-    args += list(extra)
-    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, **stack.env(), **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
-    return proc
+    return args + list(extra)
+
+
+def job_env(env: dict | None = None) -> dict:
+    return {**os.environ, **stack.env(), **(env or {})}
+
+
+def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
+            timeout: int = 600, env: dict | None = None, launcher: list[str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run glue_etl_job.py to the end (see job_command)."""
+    return subprocess.run(job_command(tmp_path, tables, *extra, job_name=job_name, launcher=launcher),
+                          cwd=ROOT, env=job_env(env), capture_output=True, text=True, timeout=timeout)
 
 
 def summary(proc: subprocess.CompletedProcess) -> dict[str, dict]:
@@ -49,7 +57,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict[str, dict]:
     out = {}
     for line in lines[start + 2:]:
         parts = line.split()
-        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED"):
+        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED", "SKIPPED"):
             break
         key, mode, target, source, delta, target_rows, diff, seconds, status = parts
         out[key] = {"mode": mode, "target": target, "source": _int(source), "delta": _int(delta),

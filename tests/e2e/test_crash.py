@@ -71,7 +71,8 @@ def crashed(stack_env, tmp_path_factory):
 
     def kill_run(name: str):
         point = name.split("_", 1)[1]
-        return h.run_job(tmp, registry(TABLES), "--TABLES", f"crash.{name}", job_name=JOB,
+        # A short lease: the killed run's lease has expired by the time the recovery run starts.
+        return h.run_job(tmp, registry(TABLES), "--TABLES", f"crash.{name}", "--LEASE_SECONDS", "5", job_name=JOB,
                          launcher=["tests/e2e/crash_at.py", point, f"crash.{name}"])
 
     with ThreadPoolExecutor(max_workers=3) as pool:     # separate tables: the killed runs may overlap

@@ -157,6 +157,28 @@ def test_missing_and_bad_args():
         g.parse_args(["job.py", "--JOB_NAME", "j"])
     with pytest.raises(g.ConfigError, match="--PARALLELISM must be a whole number"):
         g.parse_args(["job.py", "--JOB_NAME", "j", "--SNOWFLAKE", "/sf", "--PARALLELISM", "many"])
+    with pytest.raises(g.ConfigError) as info:
+        g.parse_args(["job.py", "--JOB_NAME", "j", "--SNOWFLAKE", "/sf", "--LEASE_SECONDS", "1",
+                      "--LEASE_WAIT_SECONDS", "-5"])
+    assert info.value.problems == ["--LEASE_SECONDS must be a whole number >= 2, got '1'",
+                                   "--LEASE_WAIT_SECONDS must be a whole number >= 0, got '-5'"]
+
+
+def test_lease_arguments_default_to_skip_after_a_two_minute_lease():
+    args = g.parse_args(["job.py", "--JOB_NAME", "j", "--SNOWFLAKE", "/sf"])
+    assert (args.lease_seconds, args.lease_wait_seconds) == (120, 0)
+    args = g.parse_args(["job.py", "--JOB_NAME", "j", "--SNOWFLAKE", "/sf", "--LEASE_SECONDS", "30",
+                         "--LEASE_WAIT_SECONDS", "600"])
+    assert (args.lease_seconds, args.lease_wait_seconds) == (30, 600)
+
+
+def test_lease_claim_only_takes_a_free_expired_or_own_lease():
+    sql = g.lease_sqls(LEASE)
+    assert sql["claim"].startswith(f'UPDATE {LEASE} SET "HOLDER" = %(holder)s')
+    assert ('WHERE "TARGET_TABLE" = %(target)s AND ("HOLDER" IS NULL OR "HOLDER" = %(holder)s '
+            'OR "EXPIRES_AT" < CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)') in sql["claim"]
+    assert sql["release"].endswith('WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s')
+    assert '"EXPIRES_AT" > CURRENT_TIMESTAMP()::TIMESTAMP_NTZ' in sql["held"]
 
 
 def test_plan_run_checks_groups_against_arguments():
@@ -255,6 +277,7 @@ COLS = [g.Column("id", "ID", "NUMBER(19,0)"), g.Column("line", "LINE", "NUMBER(1
 TARGET = g.fqn("ETL_DB", "RAW", "ORDERS")
 STAGE = g.fqn("ETL_DB", "RAW", "ORDERS__ETL_STAGE")
 STATE = g.fqn("ETL_DB", "ETL_META", g.STATE_TABLE)
+LEASE = g.fqn("ETL_DB", "ETL_META", g.LEASE_TABLE)
 
 
 def all_statements():
@@ -270,6 +293,7 @@ def all_statements():
         g.count_sql(TARGET), g.max_sql(TARGET, "UPDATED_AT"), g.drop_table_sql(STAGE),
         g.target_columns_sql("ETL_DB"), g.create_schema_sql("ETL_DB", "RAW"), g.create_state_table_sql(STATE),
         g.read_state_sql(STATE), *g.write_state_sqls(STATE),
+        g.create_lease_table_sql(LEASE), *g.lease_sqls(LEASE).values(),
     ]
 
 
