@@ -1119,20 +1119,25 @@ class JdbcSource:
     def engine(self) -> str:
         return self.settings.engine
 
+    @property
+    def _session_init(self) -> str:
+        return "SET TIME ZONE 'UTC'" if self.engine == "postgres" else "SET time_zone = '+00:00'"
+
+    def _properties(self) -> dict[str, str]:
+        """JDBC connection properties: credentials, timeouts, then the secret's own properties."""
+        s = self.settings
+        timeouts = ({"connectTimeout": "20", "socketTimeout": "3600"} if s.engine == "postgres"
+                    else {"connectTimeout": "20000"})
+        return {"user": s.user, "password": s.password, **timeouts, **s.properties}
+
     def _reader(self, fetch_size: int = 10_000) -> Any:
         s = self.settings
-        init = "SET TIME ZONE 'UTC'" if s.engine == "postgres" else "SET time_zone = '+00:00'"
         reader = (self.spark.read.format("jdbc")
                   .option("url", s.url).option("driver", s.driver)
-                  .option("user", s.user).option("password", s.password)
                   .option("fetchsize", str(fetch_size))
-                  .option("sessionInitStatement", init)
+                  .option("sessionInitStatement", self._session_init)
                   .option("preferTimestampNTZ", "true"))
-        if s.engine == "postgres":
-            reader = reader.option("connectTimeout", "20").option("socketTimeout", "3600")
-        else:
-            reader = reader.option("connectTimeout", "20000")
-        for k, v in s.properties.items():
+        for k, v in self._properties().items():
             reader = reader.option(k, v)
         return reader
 
@@ -1148,12 +1153,50 @@ class JdbcSource:
                            f"{text}{hint}") from None
 
     def query(self, sql: str) -> list[dict]:
-        """Run a small query on the source (aggregates, metadata) and return its rows."""
+        """Run a small query on the source (aggregates, metadata) and return its rows.
+
+        It runs on the driver over the same JDBC driver and session settings as the reads, not as
+        a Spark job: a one-row aggregate does not need a scheduler round trip. Numbers come back
+        as Python numbers; other values (dates, timestamps) as the driver's text for them.
+        """
+        from py4j.java_gateway import JavaObject
+
+        conn = None
         try:
-            rows = self._reader().option("query", sql).load().collect()
+            conn = self._connect()
+            stmt = conn.createStatement()
+            stmt.execute(self._session_init)
+            rs = stmt.executeQuery(sql)
+            meta = rs.getMetaData()
+            names = [meta.getColumnLabel(i).lower() for i in range(1, meta.getColumnCount() + 1)]
+            rows = []
+            while rs.next():
+                values = [rs.getObject(i) for i in range(1, len(names) + 1)]
+                rows.append({n: rs.getString(i) if isinstance(v, JavaObject) else v
+                             for i, (n, v) in enumerate(zip(names, values, strict=True), start=1)})
+            return rows
         except Exception as exc:
             raise EtlError(f"source query failed on {self.settings.url}: {java_error_text(exc)}") from None
-        return [r.asDict() for r in rows]
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> Any:
+        """A JDBC connection in the driver JVM, through the driver class Spark registers for its reads."""
+        jvm = self.spark.sparkContext._jvm
+        jvm.org.apache.spark.sql.execution.datasources.jdbc.DriverRegistry.register(self.settings.driver)
+        props = jvm.java.util.Properties()
+        for k, v in self._properties().items():
+            props.setProperty(k, v)
+        drivers = jvm.java.sql.DriverManager.getDrivers()
+        while drivers.hasMoreElements():
+            d = drivers.nextElement()
+            wrapped = d.wrapped() if d.getClass().getName().endswith("DriverWrapper") else d
+            if wrapped.getClass().getName() == self.settings.driver:
+                conn = d.connect(self.settings.url, props)
+                if conn is not None:
+                    return conn
+        raise EtlError(f"JDBC driver {self.settings.driver} does not accept {self.settings.url}")
 
     def query_one(self, sql: str) -> dict:
         rows = self.query(sql)
@@ -1311,8 +1354,10 @@ class Leases:
     def acquire(self, wh: Warehouse, target: str) -> str | None:
         """Claim ``target``; None when this run holds it, else who holds it (for the log)."""
         deadline = time.monotonic() + self.wait
-        for _ in range(1000):
+        for attempt in range(1000):
             try:
+                if attempt == 0 and wh.execute(self._sql["claim"], self._params(target)).rowcount:
+                    return None          # the usual case: the target's lease row exists and is free
                 wh.execute(self._sql["seed"], self._params(target))
                 if wh.execute(self._sql["claim"], self._params(target)).rowcount:
                     return None
@@ -1342,6 +1387,7 @@ class Leases:
                 time.sleep(0.2)
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
         self._thread.start()
 
@@ -1363,6 +1409,39 @@ class Leases:
                 wh = None
         if wh is not None:
             wh.close()
+
+
+class ThreadConnections:
+    """One Snowflake connection per worker thread, reused by the tables that thread runs in turn.
+
+    A login costs a round trip or more (seconds with key-pair or SSO); a table that failed
+    discards its thread's connection, so no broken session is reused.
+    """
+
+    def __init__(self, connect: Callable[[], Warehouse]):
+        self._connect = connect
+        self._local = threading.local()
+        self._open: list[Warehouse] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Warehouse:
+        wh = getattr(self._local, "wh", None)
+        if wh is None:
+            wh = self._local.wh = self._connect()
+            with self._lock:
+                self._open.append(wh)
+        return wh
+
+    def discard(self) -> None:
+        wh, self._local.wh = getattr(self._local, "wh", None), None
+        if wh is not None:
+            wh.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            for wh in self._open:
+                wh.close()
+            self._open.clear()
 
 
 class Metrics:
@@ -1412,8 +1491,10 @@ class RunContext:
     metrics: Metrics
     cores: int = 2
     leases: Leases = field(init=False)
+    connections: ThreadConnections = field(init=False)
 
     def __post_init__(self) -> None:
+        self.connections = ThreadConnections(self.warehouse)
         # The lease holder names this run and is unique even for two runs started in the same microsecond.
         self.leases = Leases(self.warehouse, self.lease_table, f"{self.run_id}-{uuid.uuid4().hex[:8]}",
                              self.args.lease_seconds, self.args.lease_wait_seconds)
@@ -1453,10 +1534,9 @@ class Table:
 
     def run(self) -> TableResult:
         started = time.monotonic()
-        wh = None
         try:
             source = JdbcSource(self.ctx.spark, source_settings(self._secret(), self._ssm_path()))
-            wh = self.ctx.warehouse()
+            wh = self.ctx.connections.get()
             holder = self.ctx.leases.acquire(wh, self.cfg.target)
             if holder:
                 self.result.status = "SKIPPED"
@@ -1473,9 +1553,8 @@ class Table:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
                                                else f"{type(exc).__name__}: {exc}")
             self.log.error("step=failed error=%s", self.result.error)
+            self.ctx.connections.discard()
         finally:
-            if wh is not None:
-                wh.close()
             self.result.seconds = time.monotonic() - started
             self._publish()
         return self.result
@@ -1762,6 +1841,7 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
             return list(pool.map(lambda cfg: Table(cfg, ctx).run(), tables))
     finally:
         ctx.leases.stop()
+        ctx.connections.close_all()
 
 
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
