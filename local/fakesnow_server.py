@@ -16,6 +16,11 @@ into NULL as well - silently losing the difference the job's CSV contract depend
 4. A write-write conflict with such a transaction is a DuckDB exception that fakesnow answers
    with HTTP 500, which the connector retries until its network timeout. The wrapper answers it
    as Snowflake answers a lock conflict: SQL error 000625.
+5. Snowflake's COPY reads COMPRESSION = DEFLATE (zlib streams, RFC 1950, what the job stages);
+   fakesnow accepts only GZIP and NONE and DuckDB's read_csv cannot inflate zlib. The wrapper
+   inflates each named file (fetched through DuckDB's own S3 access) into a temporary plain file
+   and reads that; Python's zlib checks the header and checksum, so a file Snowflake would
+   reject as corrupt fails here too.
 
 Otherwise it runs fakesnow's own CLI unchanged.
 
@@ -24,10 +29,15 @@ Usage (from local/stack.py): python -m local.fakesnow_server -s --host 127.0.0.1
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import tempfile
 import threading
 import time
+import uuid
+import zlib
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -37,16 +47,46 @@ from fakesnow.cli import main
 from fakesnow.cursor import FakeSnowflakeCursor
 from snowflake.connector.errors import ProgrammingError
 
+INFLATED = Path(tempfile.gettempdir()) / "etl-inflated"
+
+
+def _inflate(url: str) -> str:
+    """A plain copy of the zlib-compressed file at ``url``; copies older than an hour are removed."""
+    INFLATED.mkdir(parents=True, exist_ok=True)
+    for old in INFLATED.glob("*.csv"):
+        if time.time() - old.stat().st_mtime > 3600:
+            old.unlink(missing_ok=True)
+    data = duckdb.connect().execute("SELECT content FROM read_blob(?)", [url]).fetchone()[0]
+    out = INFLATED / f"{uuid.uuid4().hex}.csv"
+    inflater = zlib.decompressobj()
+    with open(out, "wb") as fh:
+        view = memoryview(data)
+        for i in range(0, len(view), 1 << 22):
+            fh.write(inflater.decompress(view[i:i + (1 << 22)]))
+        fh.write(inflater.flush())
+    if not inflater.eof:
+        raise ValueError(f"{url}: truncated zlib stream")
+    return str(out)
+
 
 def _patch_read_csv() -> None:
+    original_handle = copy_into.handle_csv
     original = copy_into.ReadCSV.read_expression
 
+    def handle_csv(options):
+        if str(options.get("COMPRESSION", "")).upper() != "DEFLATE":
+            return original_handle(options)
+        return dataclasses.replace(original_handle({**options, "COMPRESSION": "NONE"}), compression="deflate")
+
     def read_expression(self, url):
+        if self.compression == "deflate":
+            self, url = dataclasses.replace(self, compression="none"), _inflate(url)
         expr = original(self, url)
         if self.quote:
             expr.append("expressions", self.make_eq("allow_quoted_nulls", False))
         return expr
 
+    copy_into.handle_csv = handle_csv
     copy_into.ReadCSV.read_expression = read_expression
 
 

@@ -284,8 +284,9 @@ def all_statements():
     update, insert = g.upsert_sql(TARGET, STAGE, COLS, ["ID", "LINE"], "UPDATED_AT")
     return [
         g.create_stage_table_sql(STAGE, COLS), g.create_table_sql(TARGET, COLS), g.add_column_sql(TARGET, COLS[2]),
-        g.copy_into_sql(STAGE, "s3://bucket/job/db/t/2026-01-01/x/", ["part-0.csv.gz", "part-1.csv.gz"], "S3_INT"),
-        g.copy_into_sql(STAGE, "@ETL_DB.ETL_META.STAGE/job/db/t/", ["part-0.csv.gz"]),
+        g.copy_into_sql(STAGE, "s3://bucket/job/db/t/2026-01-01/x/", ["part-0.csv.deflate", "part-1.csv.deflate"],
+                        "S3_INT"),
+        g.copy_into_sql(STAGE, "@ETL_DB.ETL_META.STAGE/job/db/t/", ["part-0.csv.deflate"]),
         update, insert, g.insert_sql(TARGET, STAGE, COLS),
         g.insert_sql(TARGET, g.deduplicated_sql(STAGE, COLS, ["ID"], None), COLS),
         g.delete_all_sql(TARGET), g.replace_table_sql(TARGET, STAGE, COLS),
@@ -321,10 +322,10 @@ def test_upsert_is_update_then_insert_on_the_key():
 
 
 def test_copy_names_exact_files_and_the_csv_contract():
-    sql = g.copy_into_sql(STAGE, "s3://b/p/", ["part-0.csv.gz"], "S3_INT")
-    assert "FILES = ('part-0.csv.gz')" in sql and "STORAGE_INTEGRATION = S3_INT" in sql
+    sql = g.copy_into_sql(STAGE, "s3://b/p/", ["part-0.csv.deflate"], "S3_INT")
+    assert "FILES = ('part-0.csv.deflate')" in sql and "STORAGE_INTEGRATION = S3_INT" in sql
     for option in ("NULL_IF = ()", "EMPTY_FIELD_AS_NULL = TRUE", "ESCAPE_UNENCLOSED_FIELD = NONE",
-                   "FIELD_OPTIONALLY_ENCLOSED_BY = '\"'", "COMPRESSION = GZIP", "SKIP_HEADER = 1"):
+                   "FIELD_OPTIONALLY_ENCLOSED_BY = '\"'", "COMPRESSION = DEFLATE", "SKIP_HEADER = 1"):
         assert option in sql
 
 
@@ -409,8 +410,8 @@ def test_redactor_hides_registered_secrets(caplog):
 def test_older_runs_are_told_apart_from_this_one():
     folder = g.staging_folder("job", "db", "sales.orders")
     mine = g.staging_prefix("job", "db", "sales.orders", dt.datetime(2026, 11, 26, 9, 0, 0, tzinfo=dt.UTC))
-    older = folder + "2026-11-25/20261125T230000000000Z/part-0.csv.gz"
-    newer = folder + "2026-11-26/20261126T090000000001Z/part-0.csv.gz"
+    older = folder + "2026-11-25/20261125T230000000000Z/part-0.csv.deflate"
+    newer = folder + "2026-11-26/20261126T090000000001Z/part-0.csv.deflate"
     assert g.is_older_run(older, folder, mine)
-    assert not g.is_older_run(mine + "part-0.csv.gz", folder, mine)
+    assert not g.is_older_run(mine + "part-0.csv.deflate", folder, mine)
     assert not g.is_older_run(newer, folder, mine)
