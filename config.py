@@ -33,6 +33,10 @@ partition_column  a numeric/date/timestamp column to split large reads on; defau
 num_partitions    one-column numeric primary key, with one partition per 500k rows up to the
                   cores available. Set num_partitions to force a number.
 fetch_size        JDBC fetch size (rows per round trip), default 10000.
+count_source      INCREMENTAL counts the whole source table (default True) so that the summary,
+                  the SourceRecordCount metric and the diff column compare it with the target;
+                  that count reads the whole table (an index-only scan at best). False keeps an
+                  incremental run in proportion to its delta; the source count is then "-".
 transform         a function defined in this file that takes and returns a Spark DataFrame;
                   it runs after the read and before staging (e.g. derive or rename columns).
 

@@ -71,7 +71,7 @@ NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
 TABLE_KEYS = {
     "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
     "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
-    "null_timestamps", "fetch_size",
+    "null_timestamps", "fetch_size", "count_source",
 }
 OPERATION_KEYS = {"type", "truncate_before_insert"}
 # Runtime arguments that name connection groups (SSM paths of source credentials).
@@ -100,6 +100,7 @@ class TableConfig:
     lookback_seconds: int = 0
     null_timestamps: str = "include"
     fetch_size: int = 10_000
+    count_source: bool = True
 
     @property
     def namespace(self) -> str:
@@ -214,6 +215,8 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
     fetch = entry.get("fetch_size", 10_000)
     if not isinstance(fetch, int) or isinstance(fetch, bool) or fetch < 1:
         problems.append(f"{where}: 'fetch_size' must be a whole number >= 1")
+    if not isinstance(entry.get("count_source", True), bool):
+        problems.append(f"{where}: 'count_source' must be true or false")
     policy = entry.get("null_timestamps", "include")
     if policy not in NULL_TIMESTAMP_POLICIES:
         problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
@@ -257,6 +260,7 @@ def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
         lookback_seconds=entry.get("lookback_seconds", 0),
         null_timestamps=entry.get("null_timestamps", "include"),
         fetch_size=entry.get("fetch_size", 10_000),
+        count_source=entry.get("count_source", True),
     )
 
 
@@ -1532,6 +1536,7 @@ class Table:
         self.ctx = ctx
         self.log = TableLog(log, {"table": cfg.key})
         self.result = TableResult(cfg.key, cfg.mode, cfg.target)
+        self._windowed = False
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
         # The staging table lives in the job's own schema: a failed table leaves nothing beside its target.
@@ -1602,7 +1607,8 @@ class Table:
             window_rows = int(stats["n"] or 0)
             if ts:
                 self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
-            if cfg.mode == "INCREMENTAL" and predicate:
+            self._windowed = cfg.mode == "INCREMENTAL" and bool(predicate)   # reads part of the table
+            if self._windowed and cfg.count_source:
                 total = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table,
                                                             None, None, None))
                 self.result.source_rows = int(total["n"])
@@ -1701,8 +1707,8 @@ class Table:
             self._load(wh, cols, key_names, order_name, int(staged), state)
             info.update(inserted=self.result.inserted, updated=self.result.updated, watermark=new_wm)
         self.result.target_rows = int(wh.scalar(count_sql(self.target)))
-        if self.result.source_rows is None:
-            self.result.source_rows = int(staged)
+        if self.result.source_rows is None and not self._windowed:
+            self.result.source_rows = int(staged)     # the read covered the whole table
 
     # --- steps -------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ TABLES = {
     "edge.nulls_inc": entry("AFFILIATE", "NULLS_INC", "ID", "UPDATED_AT"),
     "edge.nulls_exc": entry("AFFILIATE", "NULLS_EXC", "ID", "UPDATED_AT", null_timestamps="exclude"),
     "edge.nulls_fail": entry("AFFILIATE", "NULLS_FAIL", "ID", "UPDATED_AT", null_timestamps="fail"),
-    "edge.micro": entry("AFFILIATE", "MICRO", "ID", "UPDATED_AT"),
+    "edge.micro": entry("AFFILIATE", "MICRO", "ID", "UPDATED_AT", count_source=False),
     "edge.silent": entry("AFFILIATE", "SILENT", "ID", "UPDATED_AT"),
     "edge.gaps": entry("AFFILIATE", "GAPS", "ID"),
     "edge.comp": entry("AFFILIATE", "COMP", ["A", "B"], "UPDATED_AT"),
@@ -176,6 +176,8 @@ def test_null_timestamps_follow_the_policy(runs):
 def test_microseconds_survive_and_bound_the_window(runs):
     _, second, _ = runs
     assert second["edge.micro"]["delta"] == 2          # T itself and T + 1 microsecond; not T - 1 microsecond
+    assert second["edge.micro"]["source"] is None      # count_source=False: no whole-table count
+    assert second["edge.ties"]["source"] == second["edge.ties"]["target_rows"]
     h.assert_same_rows(source_rows("micro"), target_rows("MICRO"), "micro")
 
 

@@ -78,6 +78,7 @@ def test_every_problem_is_reported_at_once():
     ({"columns": []}, "'columns' must be a non-empty list"),
     ({"transform": "upper"}, "'transform' must be a function"),
     ({"fetch_size": 0}, "'fetch_size' must be a whole number >= 1"),
+    ({"count_source": "no"}, "'count_source' must be true or false"),
 ])
 def test_bad_entry_gets_a_message_naming_table_and_key(over, message):
     problems = problems_of({"sales.orders": entry(**over)})

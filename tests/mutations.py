@@ -1,0 +1,77 @@
+"""Break each guarantee once and check that its test notices (docs/GUARANTEES.md, "Broken on purpose").
+
+Each mutation replaces one exact piece of glue_etl_job.py (or of the emulator wrapper) with a
+broken version, runs the tests that prove that guarantee, and expects them to FAIL; the file is
+restored afterwards whatever happens. A mutation whose tests still pass is reported as SURVIVED
+and the script exits 1.
+
+    .venv/bin/python -m tests.mutations            # all (about 15 minutes; the stack must be up)
+    .venv/bin/python -m tests.mutations lease       # the mutations whose name contains "lease"
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+JOB = "glue_etl_job.py"
+
+# name, file, exact text, broken text, tests that must fail
+MUTATIONS = [
+    ("watermark compares with > instead of >=", JOB,
+     "pred = f\"{col} >= TIMESTAMP '{start", "pred = f\"{col} > TIMESTAMP '{start",
+     ["tests/e2e/test_incremental_edges.py::test_rows_sharing_the_watermark_are_not_lost"]),
+    ("look-back window ignored", JOB,
+     "start -= dt.timedelta(seconds=lookback_seconds)", "start -= dt.timedelta(seconds=0)",
+     ["tests/e2e/test_incremental_edges.py::test_late_commit_is_caught_by_the_lookback_window"]),
+    ("NULL timestamps dropped under 'include'", JOB,
+     'pred = f"({pred} OR {col} IS NULL)"', 'pred = f"({pred})"',
+     ["tests/e2e/test_incremental_edges.py::test_null_timestamps_follow_the_policy"]),
+    ("empty string staged like NULL", JOB,
+     """.option("emptyValue", '""')""", """.option("emptyValue", "")""",
+     ["tests/e2e/test_fidelity.py::test_every_value_survives[postgres-FULL]"]),
+    ("secrets not masked in logs", JOB,
+     "            text = text.replace(secret, \"***\")", "            text = text",
+     ["tests/e2e/test_secrets.py::test_no_secret_anywhere"]),
+    ("lease never refused", JOB,
+     '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""',
+     '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""\n'
+     "        return None",
+     ["tests/e2e/test_concurrency.py::test_second_run_skips_a_table_the_first_is_loading"]),
+    ("lease not checked at the load", JOB,
+     "        if not self.ctx.leases.held(wh, self.cfg.target):", "        if False:",
+     ["tests/e2e/test_concurrency.py::test_a_run_that_lost_its_lease_changes_nothing"]),
+]
+
+
+def run(selected: list[tuple]) -> int:
+    survived = []
+    for name, file, old, new, tests in selected:
+        path = ROOT / file
+        original = path.read_text()
+        if original.count(old) != 1:
+            print(f"!! {name}: the text to break is not found exactly once in {file}; update the mutation")
+            return 2
+        t0 = time.monotonic()
+        try:
+            path.write_text(original.replace(old, new))
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                                  cwd=ROOT, capture_output=True, text=True)
+        finally:
+            path.write_text(original)
+        verdict = {1: "caught", 0: "SURVIVED"}.get(proc.returncode, f"error {proc.returncode}")
+        print(f"{verdict:9} {time.monotonic() - t0:6.0f}s  {name}  ({', '.join(t.split('::')[-1] for t in tests)})",
+              flush=True)
+        if verdict != "caught":
+            survived.append(name)
+            print(proc.stdout[-2000:])
+    print(f"\n{len(selected) - len(survived)}/{len(selected)} broken guarantees caught by their tests")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    words = sys.argv[1:]
+    sys.exit(run([m for m in MUTATIONS if not words or any(w in m[0] for w in words)]))
