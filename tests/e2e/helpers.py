@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -105,6 +105,15 @@ def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:
         return cur.fetchall()
     finally:
         conn.close()
+
+
+def recreate_pg_schema(schema: str, tables: Iterable[str],
+                       columns: str = "id int PRIMARY KEY, v text, updated_at timestamp(6)") -> None:
+    """A fresh PostgreSQL schema (database affiliate) with empty tables of the given columns."""
+    with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+        for name in tables:
+            cur.execute(f"CREATE TABLE {schema}.{name} ({columns})")
 
 
 def reset_target_schema(schema: str) -> None:

@@ -11,6 +11,8 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -82,25 +84,29 @@ class Job:
 def tables(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("conc")
     h.reset_target_schema("CONC")
-    with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA IF EXISTS conc CASCADE; CREATE SCHEMA conc")
-        for name in ("incr", "full"):
-            cur.execute(f"CREATE TABLE conc.{name} (id int PRIMARY KEY, v text, updated_at timestamp(6))")
+    h.recreate_pg_schema("conc", ["incr", "full"])
     change_source(1)
     first = h.run_job(tmp, registry("incr", "full"), job_name="conc-setup")
     assert first.returncode == 0, first.stdout[-3000:]
     return tmp
 
 
-def test_second_run_skips_a_table_the_first_is_loading(tables):
-    change_source(100)
-    a = Job(h.job_command(tables, registry("incr"), job_name="conc-a",
-                          launcher=[*PAUSE, "extract", "conc.incr"]))
+@contextmanager
+def paused_run(tmp, step: str, *extra: str, heartbeat: bool = True) -> Iterator[Job]:
+    """Run A ("conc-a") holding conc.incr after ``step`` until the block ends."""
+    launcher = [*PAUSE, step, "conc.incr", *([] if heartbeat else ["no-heartbeat"])]
+    a = Job(h.job_command(tmp, registry("incr"), *extra, job_name="conc-a", launcher=launcher))
     try:
         a.wait_for("PAUSED conc.incr")
-        b = h.run_job(tables, registry("incr", "full"), job_name="conc-b")
+        yield a
     finally:
         a.release()
+
+
+def test_second_run_skips_a_table_the_first_is_loading(tables):
+    change_source(100)
+    with paused_run(tables, "extract") as a:
+        b = h.run_job(tables, registry("incr", "full"), job_name="conc-b")
     done = a.finish()
 
     assert b.returncode == 1, b.stdout[-3000:]
@@ -118,15 +124,10 @@ def test_second_run_skips_a_table_the_first_is_loading(tables):
 
 def test_second_run_waits_for_the_table_when_asked(tables):
     change_source(200)
-    a = Job(h.job_command(tables, registry("incr"), job_name="conc-a",
-                          launcher=[*PAUSE, "copy", "conc.incr"]))
-    try:
-        a.wait_for("PAUSED conc.incr")
+    with paused_run(tables, "copy") as a:
         b = Job(h.job_command(tables, registry("incr"), "--LEASE_WAIT_SECONDS", "300", job_name="conc-b"))
         b.wait_for("waiting_for=conc-a-")
         change_source(300)                # rows only the waiting run can still see
-    finally:
-        a.release()
     first, second = a.finish(), b.finish()
 
     assert first.returncode == 0, first.stdout[-3000:]
@@ -141,13 +142,8 @@ def test_second_run_waits_for_the_table_when_asked(tables):
 def test_a_run_that_lost_its_lease_changes_nothing(tables):
     before = h.sf_query('SELECT "ID", "V", "UPDATED_AT" FROM ETL_DB.CONC.INCR ORDER BY "ID"')
     change_source(400)
-    a = Job(h.job_command(tables, registry("incr"), "--LEASE_SECONDS", "2", job_name="conc-a",
-                          launcher=[*PAUSE, "copy", "conc.incr", "no-heartbeat"]))
-    try:
-        a.wait_for("PAUSED conc.incr")
+    with paused_run(tables, "copy", "--LEASE_SECONDS", "2", heartbeat=False) as a:
         time.sleep(4)                      # twice the lease: another run may have taken the table by now
-    finally:
-        a.release()
     stalled = a.finish()
 
     assert stalled.returncode == 1, stalled.stdout[-3000:]

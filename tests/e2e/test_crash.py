@@ -53,10 +53,9 @@ def target(name: str) -> list[tuple]:
 def crashed(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crash")
     h.reset_target_schema("CRASH")
+    h.recreate_pg_schema("crash", TABLES)
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA IF EXISTS crash CASCADE; CREATE SCHEMA crash")
         for name in TABLES:
-            cur.execute(f"CREATE TABLE crash.{name} (id int PRIMARY KEY, v text, updated_at timestamp(6))")
             cur.execute(f"INSERT INTO crash.{name} SELECT g, 'v' || g, %s + g * interval '1 second' "
                         f"FROM generate_series(1, 50) g", (BASE,))
     first = h.run_job(tmp, registry(TABLES), job_name=JOB)
