@@ -1352,6 +1352,7 @@ class Leases:
 
     def __init__(self, connect: Callable[[], Warehouse], table: str, holder: str, seconds: int, wait: int = 0):
         self._connect = connect
+        self.table = table
         self._sql = lease_sqls(table)
         self.holder = holder
         self.seconds = seconds
@@ -1382,7 +1383,7 @@ class Leases:
                 return f"run {holder} (since {since} UTC, lease until {until} UTC)"
             log.info("step=lease target=%s waiting_for=%s", target, holder)
             time.sleep(min(5.0, max(0.5, self.seconds / 4)))
-        raise EtlError(f"cannot claim the lease of {target} in {self._sql['claim'].split()[1]}")
+        raise EtlError(f"cannot claim the lease of {target} in {self.table}")
 
     def held(self, wh: Warehouse, target: str) -> bool:
         return bool(wh.scalar(self._sql["held"], self._params(target)))
