@@ -1113,6 +1113,25 @@ def java_error_text(exc: BaseException) -> str:
     return REDACTOR.clean(first[:500])
 
 
+def _python_value(rs: Any, i: int) -> Any:
+    """Column ``i`` of a JDBC ResultSet's current row as a Python value (partition bounds keep their type:
+    a timestamptz bound must not come back as text with an offset Spark cannot parse for a NTZ column)."""
+    from py4j.java_gateway import JavaObject
+
+    v = rs.getObject(i)
+    if not isinstance(v, JavaObject):
+        return v                        # None, numbers, strings, booleans: converted by Py4J
+    kind = v.getClass().getName()
+    if kind == "java.sql.Timestamp":
+        t = v.toLocalDateTime()
+        return dt.datetime(t.getYear(), t.getMonthValue(), t.getDayOfMonth(), t.getHour(), t.getMinute(),
+                           t.getSecond(), t.getNano() // 1000)
+    if kind == "java.sql.Date":
+        d = v.toLocalDate()
+        return dt.date(d.getYear(), d.getMonthValue(), d.getDayOfMonth())
+    return rs.getString(i)
+
+
 class JdbcSource:
     """One source database read through Spark's JDBC data source."""
 
@@ -1161,11 +1180,10 @@ class JdbcSource:
         """Run a small query on the source (aggregates, metadata) and return its rows.
 
         It runs on the driver over the same JDBC driver and session settings as the reads, not as
-        a Spark job: a one-row aggregate does not need a scheduler round trip. Numbers come back
-        as Python numbers; other values (dates, timestamps) as the driver's text for them.
+        a Spark job: a one-row aggregate does not need a scheduler round trip. Values come back as
+        Spark's collect() gave them: numbers, ``datetime`` wall clocks (the JVM runs in UTC) and
+        ``date``; anything else as the driver's text for it.
         """
-        from py4j.java_gateway import JavaObject
-
         conn = None
         try:
             conn = self._connect()
@@ -1176,9 +1194,7 @@ class JdbcSource:
             names = [meta.getColumnLabel(i).lower() for i in range(1, meta.getColumnCount() + 1)]
             rows = []
             while rs.next():
-                values = [rs.getObject(i) for i in range(1, len(names) + 1)]
-                rows.append({n: rs.getString(i) if isinstance(v, JavaObject) else v
-                             for i, (n, v) in enumerate(zip(names, values, strict=True), start=1)})
+                rows.append({n: _python_value(rs, i) for i, n in enumerate(names, start=1)})
             return rows
         except Exception as exc:
             raise EtlError(f"source query failed on {self.settings.url}: {java_error_text(exc)}") from None
