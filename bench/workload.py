@@ -101,6 +101,19 @@ def _pg_database() -> None:
         conn.close()
 
 
+def _generate(cur, label: str, t: str, rows: int, ddl: str, fill: str, after: list[str]) -> None:
+    """(Re)create table ``t`` from its DDL and fill SQL, then run ``after`` (keys, indexes, statistics)."""
+    started = time.monotonic()
+    cur.execute(f"DROP TABLE IF EXISTS {t}")
+    cur.execute(ddl.format(t=t))
+    cur.execute(fill.format(t=t, n=rows, cities=_quoted(CITIES), statuses=_quoted(STATUSES)))
+    for sql in after:
+        cur.execute(sql)
+        if cur.description:             # MariaDB's ANALYZE TABLE answers with a result set
+            cur.fetchall()
+    _log(f"{label}: generated {rows} rows in {time.monotonic() - started:.1f}s")
+
+
 def _pg_rows(cur, table: str) -> int | None:
     cur.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{table}",))
     if cur.fetchone()[0] is None:
@@ -118,16 +131,12 @@ def ensure_pg_table(table: str, rows: int, *, index_updated_at: bool = True) -> 
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             if _pg_rows(cur, table) == rows:
                 return False
-            started = time.monotonic()
             t = f"{SCHEMA}.{table}"
-            cur.execute(f"DROP TABLE IF EXISTS {t}")
-            cur.execute(PG_DDL.format(t=t))
-            cur.execute(PG_FILL.format(t=t, n=rows, cities=_quoted(CITIES), statuses=_quoted(STATUSES)))
-            cur.execute(f"ALTER TABLE {t} ADD PRIMARY KEY (id)")
-            if index_updated_at:    # an incremental source normally has an index on its timestamp column
-                cur.execute(f"CREATE INDEX ON {t} (updated_at)")
-            cur.execute(f"VACUUM ANALYZE {t}")
-            _log(f"postgres {DATABASE}.{t}: generated {rows} rows in {time.monotonic() - started:.1f}s")
+            # an incremental source normally has an index on its timestamp column
+            _generate(cur, f"postgres {DATABASE}.{t}", t, rows, PG_DDL, PG_FILL,
+                      [f"ALTER TABLE {t} ADD PRIMARY KEY (id)",
+                       *([f"CREATE INDEX ON {t} (updated_at)"] if index_updated_at else []),
+                       f"VACUUM ANALYZE {t}"])
             return True
     finally:
         conn.close()
@@ -164,14 +173,8 @@ def ensure_mysql_table(table: str, rows: int) -> bool:
                 cur.execute(f"SELECT COUNT(*) FROM {DATABASE}.{table}")
                 if cur.fetchone()[0] == rows:
                     return False
-            started = time.monotonic()
             t = f"{DATABASE}.{table}"
-            cur.execute(f"DROP TABLE IF EXISTS {t}")
-            cur.execute(MY_DDL.format(t=t))
-            cur.execute(MY_FILL.format(t=t, n=rows, cities=_quoted(CITIES), statuses=_quoted(STATUSES)))
-            cur.execute(f"ANALYZE TABLE {t}")
-            cur.fetchall()
-            _log(f"mariadb {t}: generated {rows} rows in {time.monotonic() - started:.1f}s")
+            _generate(cur, f"mariadb {t}", t, rows, MY_DDL, MY_FILL, [f"ANALYZE TABLE {t}"])
             return True
     finally:
         conn.close()
