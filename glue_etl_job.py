@@ -519,7 +519,7 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #   Array/Map/Struct           VARIANT                   JSON text, PARSE_JSON on load
 #
 # PostgreSQL timestamp / MySQL DATETIME arrive as TimestampNTZType (preferTimestampNTZ);
-# PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType (see ``zoned_columns_query``).
+# PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType (see ``ZONED_TYPES``).
 # PostgreSQL json/jsonb, enums, uuid, intervals arrive as strings (VARCHAR).
 
 _SIMPLE_TYPES = {
@@ -668,7 +668,9 @@ def sql_str(value: str) -> str:
 # (quotes inside doubled, RFC 4180) when it holds a quote, comma or line break, and the
 # empty string is always written as ""; NULL is an empty unenclosed field; no escape
 # character anywhere (a backslash is data); dates yyyy-MM-dd, timestamps ISO 8601 with
-# microseconds (and an offset for TIMESTAMP_TZ), binary as hex, decimals as plain digits.
+# microseconds (and an offset for TIMESTAMP_TZ), binary as hex, decimals as plain digits;
+# VERBATIM_TYPES columns as the source wrote them (PostgreSQL: plain digits, and ISO
+# timestamps with a space and up to six fraction digits).
 # Options left out are Snowflake's documented CSV defaults, which the contract relies on:
 # ESCAPE = NONE, RECORD_DELIMITER = '\n', ENCODING = 'UTF8', BINARY_FORMAT = HEX,
 # ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE, DATE_FORMAT/TIMESTAMP_FORMAT = AUTO (the session
@@ -859,15 +861,37 @@ def source_table_ref(engine: str, namespace: str, table: str) -> str:
     return f"{source_quote(engine, namespace)}.{source_quote(engine, table)}"
 
 
-def zoned_columns_query(engine: str, namespace: str, table: str) -> str:
-    """Columns holding instants (PostgreSQL timestamptz, MySQL TIMESTAMP).
+# Column types (information_schema ``data_type``) holding instants. Spark reads every timestamp as
+# TimestampNTZ (``preferTimestampNTZ``, UTC session), which keeps wall clocks exact; these
+# columns are then turned back into instants (TIMESTAMP_TZ).
+ZONED_TYPES = {"postgres": frozenset({"timestamp with time zone"}), "mysql": frozenset({"timestamp"})}
+# Column types read as the driver's text and staged verbatim. PostgreSQL sends numeric as plain
+# digits at the column's scale and timestamp as ISO 'YYYY-MM-DD HH:MI:SS[.ffffff]' (the driver
+# forces DateStyle ISO), which COPY parses into NUMBER and TIMESTAMP_NTZ (AUTO formats) to the
+# same value. Skipping the driver's decoding and Spark's formatting saves a third of the
+# extract+stage CPU (docs/PERFORMANCE.md). Values with no Snowflake equivalent (NaN, infinity,
+# BC dates, more than 38 digits) fail the COPY with Snowflake's message naming the value.
+# MySQL is left out: its driver rebuilds DATETIME text from a parsed value (zero dates would
+# stop loading as NULL) and writes DECIMAL zero as 0E-10.
+VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone"}), "mysql": frozenset()}
 
-    Spark reads every timestamp as TimestampNTZ (``preferTimestampNTZ``, UTC session), which
-    keeps wall clocks exact; these columns are then turned back into instants (TIMESTAMP_TZ).
+
+def column_types_query(engine: str, namespace: str, table: str) -> str:
+    """Each column's name and information_schema data_type (lower case)."""
+    return (f"SELECT column_name AS name, LOWER(data_type) AS type FROM information_schema.columns "
+            f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
+
+
+def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str],
+                     typed: Iterable[str] = ()) -> list[str]:
+    """Which of ``columns`` to read as text and stage verbatim (see VERBATIM_TYPES).
+
+    ``types`` maps lower-case column names to their source types; ``typed`` names columns that
+    must keep their Spark type (the partition column, whose bounds Spark compares).
     """
-    kind = "timestamp with time zone" if engine == "postgres" else "timestamp"
-    return (f"SELECT column_name AS name FROM information_schema.columns "
-            f"WHERE table_schema = '{namespace}' AND table_name = '{table}' AND data_type = '{kind}'")
+    keep = {c.lower() for c in typed}
+    return [c for c in columns
+            if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ()) and c.lower() not in keep]
 
 
 # ----- delta windows -----------------------------------------------------------------
@@ -1152,7 +1176,9 @@ class JdbcSource:
         s = self.settings
         timeouts = ({"connectTimeout": "20", "socketTimeout": "3600"} if s.engine == "postgres"
                     else {"connectTimeout": "20000"})
-        return {"user": s.user, "password": s.password, **timeouts, **s.properties}
+        # Text transfer, whatever the secret says: VERBATIM_TYPES relies on the server's own text.
+        fixed = {"binaryTransfer": "false"} if s.engine == "postgres" else {}
+        return {"user": s.user, "password": s.password, **timeouts, **s.properties, **fixed}
 
     def _reader(self, fetch_size: int = 10_000) -> Any:
         s = self.settings
@@ -1223,8 +1249,13 @@ class JdbcSource:
         rows = self.query(sql)
         return rows[0] if rows else {}
 
-    def read(self, sql: str, fetch_size: int, partition: tuple[str, Any, Any, int] | None) -> Any:
+    def read(self, sql: str, fetch_size: int, partition: tuple[str, Any, Any, int] | None,
+             text_columns: Sequence[str] = ()) -> Any:
+        """The query's rows as a DataFrame; ``text_columns`` arrive as the driver's text (strings)."""
         reader = self._reader(fetch_size).option("dbtable", f"({sql}) etl_src")
+        if text_columns:
+            reader = reader.option("customSchema", ", ".join(f"`{c.replace('`', '``')}` STRING"
+                                                             for c in text_columns))
         if partition:
             column, lo, hi, n = partition
             reader = (reader.option("partitionColumn", column).option("lowerBound", str(lo))
@@ -1639,16 +1670,22 @@ class Table:
             n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
             if part_col and n > 1 and stats.get("lo") is not None:
                 partition = (part_col, stats["lo"], stats["hi"], n)
-            df = source.read(sql, cfg.fetch_size, partition)
-            zoned = {r["name"].lower() for r in source.query(zoned_columns_query(source.engine, cfg.namespace,
-                                                                                 cfg.source_table))}
+            types = {r["name"].lower(): r["type"] for r in source.query(
+                column_types_query(source.engine, cfg.namespace, cfg.source_table))}
+            # A transform gets typed values; otherwise some types travel as the source's text.
+            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected,
+                                                                  typed=[part_col] if partition else [])
+            df = source.read(sql, cfg.fetch_size, partition, verbatim)
+            zoned = ZONED_TYPES[source.engine]
             df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
-                            if f.name.lower() in zoned and type(f.dataType).__name__ == "TimestampNTZType"
+                            if types.get(f.name.lower()) in zoned and type(f.dataType).__name__ == "TimestampNTZType"
                             else df[f"`{f.name}`"] for f in df.schema.fields])
             if cfg.transform is not None:
                 df = cfg.transform(df)
-            cols = columns_for([(f.name, f.dataType) for f in df.schema.fields], cfg.key)
-            info.update(partitions=n if partition else 1, sql=json.dumps(sql))
+            # Verbatim columns are strings in df; their target types come from the typed schema.
+            cols = columns_for([(f.name, schema[f.name].dataType if f.name in verbatim else f.dataType)
+                                for f in df.schema.fields], cfg.key)
+            info.update(partitions=n if partition else 1, verbatim=len(verbatim), sql=json.dumps(sql))
 
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
         order_name = (ts or "").upper() or None

@@ -369,6 +369,25 @@ def test_source_queries():
         "SUM(CASE WHEN `ts` IS NULL THEN 1 ELSE 0 END) AS nulls FROM `p`.`m`"
 
 
+def test_column_types_query_parses_in_both_engines():
+    for engine, dialect in (("postgres", "postgres"), ("mysql", "mysql")):
+        sql = g.column_types_query(engine, "sales", "orders")
+        parsed = sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
+        assert [e.alias for e in parsed.expressions] == ["name", "type"]
+
+
+def test_verbatim_columns_are_plain_postgres_numerics_and_timestamps():
+    types = {"id": "numeric", "amount": "numeric", "ts": "timestamp without time zone",
+             "tstz": "timestamp with time zone", "d": "date", "t": "text"}
+    cols = ["id", "Amount", "ts", "tstz", "d", "t"]
+    # Names match case-insensitively; the partition column keeps its type (Spark compares its bounds).
+    assert g.verbatim_columns("postgres", {k.lower(): v for k, v in types.items()}, cols, typed=["ID"]) == \
+        ["Amount", "ts"]
+    assert g.verbatim_columns("postgres", types, cols) == ["id", "Amount", "ts"]
+    # MySQL's driver rebuilds DATETIME text and writes DECIMAL zero as 0E-10: nothing verbatim.
+    assert g.verbatim_columns("mysql", {"dt": "datetime", "n": "decimal"}, ["dt", "n"]) == []
+
+
 def test_partition_count():
     assert g.partition_count(10, 8, None) == 1
     assert g.partition_count(1_200_000, 2, None, per_partition=500_000) == 2
