@@ -31,7 +31,9 @@ null_timestamps   rows whose timestamp_column is NULL: "include" (default: alway
 columns           a subset of source columns to load (must include the keys).
 partition_column  a numeric/date/timestamp column to split large reads on; defaults to a
 num_partitions    one-column numeric primary key, with one partition per 500k rows up to the
-                  cores available. Set num_partitions to force a number.
+                  cores available. Set num_partitions to force a number. Each partition reads
+                  one range of the column's MIN..MAX (the first also its NULLs): the job log's
+                  extract line shows them as split=[...].
 fetch_size        JDBC fetch size (rows per round trip), default 10000.
 count_source      INCREMENTAL counts the whole source table (default True) so that the summary,
                   the SourceRecordCount metric and the diff column compare it with the target;

@@ -882,16 +882,12 @@ def column_types_query(engine: str, namespace: str, table: str) -> str:
             f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
 
 
-def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str],
-                     typed: Iterable[str] = ()) -> list[str]:
+def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str]) -> list[str]:
     """Which of ``columns`` to read as text and stage verbatim (see VERBATIM_TYPES).
 
-    ``types`` maps lower-case column names to their source types; ``typed`` names columns that
-    must keep their Spark type (the partition column, whose bounds Spark compares).
+    ``types`` maps lower-case column names to their source types.
     """
-    keep = {c.lower() for c in typed}
-    return [c for c in columns
-            if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ()) and c.lower() not in keep]
+    return [c for c in columns if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ())]
 
 
 # ----- delta windows -----------------------------------------------------------------
@@ -977,6 +973,51 @@ def null_count_query(engine: str, namespace: str, table: str, column: str) -> st
 
 
 ROWS_PER_PARTITION = 500_000
+
+
+def source_literal(value: Any) -> str:
+    """A partition bound as SQL both engines read: a number, DATE '...' or TIMESTAMP '...' (UTC)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return (f"TIMESTAMP '{value.year:04d}-{value.month:02d}-{value.day:02d} "
+                f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}'")
+    if isinstance(value, dt.date):
+        return f"DATE '{value.year:04d}-{value.month:02d}-{value.day:02d}'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    raise EtlError(f"partition bound {value!r} is neither a number, a date nor a timestamp")
+
+
+def partition_predicates(engine: str, column: str, lo: Any, hi: Any, n: int) -> list[str]:
+    """WHERE clauses that split a read on ``column`` into about ``n`` ranges between ``lo`` and ``hi``.
+
+    Together they select every row exactly once: the ranges are half-open and adjoining, the
+    first also takes NULLs and values below ``lo``, the last values above ``hi``. Spark's own
+    partitioning cannot split on TimestampNTZ columns, which every source timestamp is here.
+    """
+    if n < 2 or lo is None or hi is None or not lo < hi:
+        return []
+    if isinstance(lo, Decimal) and isinstance(hi, Decimal) and lo == int(lo) and hi == int(hi):
+        lo, hi = int(lo), int(hi)                      # e.g. numeric(12,0) keys: whole-number bounds
+    if isinstance(lo, (dt.datetime, Decimal)):
+        inner = [lo + (hi - lo) * i / n for i in range(1, n)]
+    elif isinstance(lo, dt.date):                                       # whole days
+        inner = [lo + dt.timedelta(days=(hi - lo).days * i // n) for i in range(1, n)]
+    elif isinstance(lo, int) and not isinstance(lo, bool):
+        inner = [lo + (hi - lo) * i // n for i in range(1, n)]
+    else:
+        raise EtlError(f"partition bounds {lo!r}..{hi!r} of {column} are neither numbers, dates nor timestamps")
+    bounds = sorted({b for b in inner if lo < b <= hi})
+    if not bounds:
+        return []
+    q = source_quote(engine, column)
+    edges = [source_literal(b) for b in bounds]
+    return ([f"({q} < {edges[0]} OR {q} IS NULL)"]
+            + [f"{q} >= {a} AND {q} < {b}" for a, b in zip(edges, edges[1:], strict=False)]
+            + [f"{q} >= {edges[-1]}"])
 
 
 def partition_count(rows: int, cores: int, configured: int | None, per_partition: int = ROWS_PER_PARTITION) -> int:
@@ -1249,18 +1290,17 @@ class JdbcSource:
         rows = self.query(sql)
         return rows[0] if rows else {}
 
-    def read(self, sql: str, fetch_size: int, partition: tuple[str, Any, Any, int] | None,
+    def read(self, sql: str, fetch_size: int, predicates: Sequence[str] = (),
              text_columns: Sequence[str] = ()) -> Any:
-        """The query's rows as a DataFrame; ``text_columns`` arrive as the driver's text (strings)."""
-        reader = self._reader(fetch_size).option("dbtable", f"({sql}) etl_src")
+        """The query's rows as a DataFrame, one Spark partition per predicate (see
+        ``partition_predicates``); ``text_columns`` arrive as the driver's text (strings)."""
+        reader = self._reader(fetch_size)
         if text_columns:
             reader = reader.option("customSchema", ", ".join(f"`{c.replace('`', '``')}` STRING"
                                                              for c in text_columns))
-        if partition:
-            column, lo, hi, n = partition
-            reader = (reader.option("partitionColumn", column).option("lowerBound", str(lo))
-                      .option("upperBound", str(hi)).option("numPartitions", str(n)))
-        return reader.load()
+        if predicates:
+            return reader.jdbc(self.settings.url, f"({sql}) etl_src", predicates=list(predicates))
+        return reader.option("dbtable", f"({sql}) etl_src").load()
 
 
 class S3Staging:
@@ -1666,16 +1706,14 @@ class Table:
         with self._step("extract") as info:
             sql = source_query(source.engine, cfg.namespace, cfg.source_table,
                                selected if cfg.columns else None, predicate)
-            partition = None
             n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
-            if part_col and n > 1 and stats.get("lo") is not None:
-                partition = (part_col, stats["lo"], stats["hi"], n)
+            predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
+                if part_col else []
             types = {r["name"].lower(): r["type"] for r in source.query(
                 column_types_query(source.engine, cfg.namespace, cfg.source_table))}
             # A transform gets typed values; otherwise some types travel as the source's text.
-            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected,
-                                                                  typed=[part_col] if partition else [])
-            df = source.read(sql, cfg.fetch_size, partition, verbatim)
+            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected)
+            df = source.read(sql, cfg.fetch_size, predicates, verbatim)
             zoned = ZONED_TYPES[source.engine]
             df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
                             if types.get(f.name.lower()) in zoned and type(f.dataType).__name__ == "TimestampNTZType"
@@ -1685,7 +1723,8 @@ class Table:
             # Verbatim columns are strings in df; their target types come from the typed schema.
             cols = columns_for([(f.name, schema[f.name].dataType if f.name in verbatim else f.dataType)
                                 for f in df.schema.fields], cfg.key)
-            info.update(partitions=n if partition else 1, verbatim=len(verbatim), sql=json.dumps(sql))
+            info.update(partitions=max(1, len(predicates)), verbatim=len(verbatim), sql=json.dumps(sql),
+                        **({"split": json.dumps(predicates)} if predicates else {}))
 
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
         order_name = (ts or "").upper() or None

@@ -380,12 +380,47 @@ def test_verbatim_columns_are_plain_postgres_numerics_and_timestamps():
     types = {"id": "numeric", "amount": "numeric", "ts": "timestamp without time zone",
              "tstz": "timestamp with time zone", "d": "date", "t": "text"}
     cols = ["id", "Amount", "ts", "tstz", "d", "t"]
-    # Names match case-insensitively; the partition column keeps its type (Spark compares its bounds).
-    assert g.verbatim_columns("postgres", {k.lower(): v for k, v in types.items()}, cols, typed=["ID"]) == \
-        ["Amount", "ts"]
-    assert g.verbatim_columns("postgres", types, cols) == ["id", "Amount", "ts"]
+    assert g.verbatim_columns("postgres", types, cols) == ["id", "Amount", "ts"]     # names match in any case
     # MySQL's driver rebuilds DATETIME text and writes DECIMAL zero as 0E-10: nothing verbatim.
     assert g.verbatim_columns("mysql", {"dt": "datetime", "n": "decimal"}, ["dt", "n"]) == []
+
+
+@pytest.mark.parametrize("lo, hi, n, values", [
+    (1, 100, 3, [None, -5, 1, 33, 34, 66, 67, 100, 10**12]),
+    (Decimal("0.5"), Decimal("1000.25"), 4, [None, Decimal("-1"), Decimal("0.5"), Decimal("250.4375"),
+                                             Decimal("500.375"), Decimal("1000.25"), Decimal("5000")]),
+    (Decimal("1000"), Decimal("4000"), 3, [None, Decimal("1999"), Decimal("2000"), Decimal("4000")]),
+    (dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 1, 0, 0, 0, 3), 3,
+     [None, dt.datetime(1999, 1, 1), dt.datetime(2020, 1, 1, 0, 0, 0, 1), dt.datetime(2020, 1, 1, 0, 0, 0, 2),
+      dt.datetime(2030, 1, 1)]),
+    (dt.date(2020, 1, 1), dt.date(2020, 12, 31), 4, [None, dt.date(2019, 1, 1), dt.date(2020, 4, 1),
+                                                     dt.date(2020, 12, 31), dt.date(2021, 1, 1)]),
+])
+def test_partition_predicates_select_every_row_exactly_once(lo, hi, n, values):
+    import duckdb
+
+    preds = g.partition_predicates("postgres", "c", lo, hi, n)
+    assert 2 <= len(preds) <= n
+    con = duckdb.connect()
+    kind = {int: "BIGINT", Decimal: "DECIMAL(18,4)", dt.datetime: "TIMESTAMP", dt.date: "DATE"}[type(lo)]
+    con.execute(f'CREATE TABLE t (c {kind})')
+    con.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    hits = " + ".join(f"CASE WHEN {p} THEN 1 ELSE 0 END" for p in preds)
+    assert con.execute(f"SELECT c, {hits} FROM t WHERE {hits} <> 1").fetchall() == []
+    for p in preds:
+        sqlglot.parse_one(f"SELECT 1 FROM t WHERE {p}", read="postgres", error_level=ErrorLevel.RAISE)
+        sqlglot.parse_one(f"SELECT 1 FROM t WHERE {p}".replace('"', "`"), read="mysql", error_level=ErrorLevel.RAISE)
+
+
+def test_partition_predicates_fall_back_to_one_read():
+    assert g.partition_predicates("postgres", "c", 5, 5, 3) == []
+    assert g.partition_predicates("postgres", "c", None, None, 3) == []
+    assert g.partition_predicates("postgres", "c", 1, 100, 1) == []
+    assert g.partition_predicates("postgres", "c", dt.date(2020, 1, 1), dt.date(2020, 1, 2), 4) == []
+    assert g.source_literal(dt.datetime(5, 1, 2, 3, 4, 5, 6)) == "TIMESTAMP '0005-01-02 03:04:05.000006'"
+    assert g.source_literal(Decimal("1E+3")) == "1000"
+    with pytest.raises(g.EtlError, match="neither numbers, dates nor timestamps"):
+        g.partition_predicates("postgres", "c", "a", "b", 2)
 
 
 def test_partition_count():
