@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -1616,6 +1616,20 @@ class TableLog(logging.LoggerAdapter):
         return f"table={self.extra['table']} {msg}", kwargs
 
 
+def in_background(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run ``fn(*args)`` on a daemon thread; the Future holds its result or its exception."""
+    done: Future = Future()
+
+    def work() -> None:
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever asks for the result
+            done.set_exception(exc)
+
+    threading.Thread(target=work, daemon=True).start()
+    return done
+
+
 class Table:
     """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
 
@@ -1625,6 +1639,7 @@ class Table:
         self.log = TableLog(log, {"table": cfg.key})
         self.result = TableResult(cfg.key, cfg.mode, cfg.target)
         self._windowed = False
+        self._source_count: Future | None = None
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
         # The staging table lives in the job's own schema: a failed table leaves nothing beside its target.
@@ -1697,9 +1712,9 @@ class Table:
                 self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
             self._windowed = cfg.mode == "INCREMENTAL" and bool(predicate)   # reads part of the table
             if self._windowed and cfg.count_source:
-                total = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table,
-                                                            None, None, None))
-                self.result.source_rows = int(total["n"])
+                # Only the summary needs the whole table's count: it runs beside extract, stage and COPY.
+                self._source_count = in_background(source.query_one, source_stats_query(
+                    source.engine, cfg.namespace, cfg.source_table, None, None, None))
             info.update(mode=cfg.mode, watermark=watermark.value if watermark else None,
                         window_rows=window_rows, predicate=json.dumps(predicate))
 
@@ -1795,6 +1810,8 @@ class Table:
         state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode,
                  "column": (delta_col or "").upper() or None, "watermark": new_wm,
                  "run_id": self.ctx.run_id, "rows": int(staged)}
+        if self._source_count is not None:        # before anything is written: a failed count fails the table
+            self.result.source_rows = int(self._source_count.result()["n"])
         self._check_target(wh, cols, target_cols)
         with self._step("load") as info:
             self._load(wh, cols, key_names, order_name, int(staged), state)
