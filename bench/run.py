@@ -149,7 +149,7 @@ def parse_job_log(text: str, start_epoch: float, wall_s: float) -> dict:
         tables.add(step.group(1))
         steps[step.group(2)] = steps.get(step.group(2), 0.0) + float(step.group(3))
         if step.group(2) == "extract" and sql is None:
-            sql = json.loads(re.search(r' sql=(".*")$', msg).group(1))
+            sql = json.JSONDecoder().raw_decode(msg, msg.index(" sql=") + 5)[0]   # a JSON string; split= may follow
             partitions = int(re.search(r" partitions=(\d+)", msg).group(1))
         if step.group(2) == "plan" and predicate is None:
             predicate = json.loads(re.search(r" predicate=(null|\".*?[^\\]\")(?: |$)", msg).group(1))
