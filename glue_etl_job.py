@@ -876,8 +876,8 @@ ZONED_TYPES = {"postgres": frozenset({"timestamp with time zone"}), "mysql": fro
 VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone"}), "mysql": frozenset()}
 
 
-def column_types_query(engine: str, namespace: str, table: str) -> str:
-    """Each column's name and information_schema data_type (lower case)."""
+def column_types_query(namespace: str, table: str) -> str:
+    """Each column's name and information_schema data_type (lower case); the same SQL for both engines."""
     return (f"SELECT column_name AS name, LOWER(data_type) AS type FROM information_schema.columns "
             f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
 
@@ -1725,7 +1725,7 @@ class Table:
             predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
                 if part_col else []
             types = {r["name"].lower(): r["type"] for r in source.query(
-                column_types_query(source.engine, cfg.namespace, cfg.source_table))}
+                column_types_query(cfg.namespace, cfg.source_table))}
             # A transform gets typed values; otherwise some types travel as the source's text.
             verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected)
             df = source.read(sql, cfg.fetch_size, predicates, verbatim)

@@ -370,8 +370,8 @@ def test_source_queries():
 
 
 def test_column_types_query_parses_in_both_engines():
-    for engine, dialect in (("postgres", "postgres"), ("mysql", "mysql")):
-        sql = g.column_types_query(engine, "sales", "orders")
+    sql = g.column_types_query("sales", "orders")
+    for dialect in ("postgres", "mysql"):
         parsed = sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
         assert [e.alias for e in parsed.expressions] == ["name", "type"]
 
