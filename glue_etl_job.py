@@ -1698,7 +1698,8 @@ class Table:
                 if cfg.timestamp_column else None
             selected = [resolve_column(c, names, cfg.key, "columns") for c in cfg.columns] if cfg.columns else names
             delta_col = ts or (pk[0] if len(pk) == 1 else None)
-            target_cols = self._target_columns(wh)
+            # FULL redefines the target from the source schema: it never needs the target's columns.
+            target_cols = self._target_columns(wh) if cfg.mode != "FULL" else {}
             watermark = self._watermark(wh, delta_col, target_cols) if cfg.mode == "INCREMENTAL" else None
             predicate = delta_predicate(source.engine, delta_col, watermark, lookback_seconds=cfg.lookback_seconds,
                                         null_policy=cfg.null_timestamps) if watermark and delta_col else None
