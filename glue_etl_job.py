@@ -905,16 +905,21 @@ class Watermark:
         return not re.fullmatch(r"-?\d+", self.value)
 
 
+def timestamp_text(value: dt.datetime) -> str:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (an aware value is converted), the year always 4 digits."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return f"{value.year:04d}-{value:%m-%d %H:%M:%S.%f}"      # strftime's %Y drops the zeros of year 5
+
+
 def watermark_text(value: Any) -> str | None:
     """Canonical text of a MAX(delta column): UTC, microseconds, or a plain integer."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return timestamp_text(value)
     if isinstance(value, dt.date):
-        return value.strftime("%Y-%m-%d 00:00:00.000000")
+        return timestamp_text(dt.datetime.combine(value, dt.time()))
     if isinstance(value, (int, Decimal)) and Decimal(value) == int(value):
         return str(int(value))
     if isinstance(value, str) and (re.fullmatch(r"-?\d+", value)
@@ -938,7 +943,7 @@ def delta_predicate(engine: str, column: str, watermark: Watermark | None, *, lo
     if watermark.is_timestamp:
         start = dt.datetime.strptime(watermark.value, "%Y-%m-%d %H:%M:%S.%f")
         start -= dt.timedelta(seconds=lookback_seconds)
-        pred = f"{col} >= TIMESTAMP '{start.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        pred = f"{col} >= TIMESTAMP '{timestamp_text(start)}'"
     else:
         pred = f"{col} > {int(watermark.value)}"
     if null_policy == "include":
@@ -978,12 +983,9 @@ ROWS_PER_PARTITION = 500_000
 def source_literal(value: Any) -> str:
     """A partition bound as SQL both engines read: a number, DATE '...' or TIMESTAMP '...' (UTC)."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return (f"TIMESTAMP '{value.year:04d}-{value.month:02d}-{value.day:02d} "
-                f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}'")
+        return f"TIMESTAMP '{timestamp_text(value)}'"
     if isinstance(value, dt.date):
-        return f"DATE '{value.year:04d}-{value.month:02d}-{value.day:02d}'"
+        return f"DATE '{value.year:04d}-{value:%m-%d}'"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, Decimal) and value.is_finite():

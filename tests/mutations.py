@@ -22,7 +22,7 @@ JOB = "glue_etl_job.py"
 # name, file, exact text(s), broken text(s), tests that must fail (pytest arguments)
 MUTATIONS = [
     ("watermark compares with > instead of >=", JOB,
-     "pred = f\"{col} >= TIMESTAMP '{start", "pred = f\"{col} > TIMESTAMP '{start",
+     "pred = f\"{col} >= TIMESTAMP '{timestamp_text(start)", "pred = f\"{col} > TIMESTAMP '{timestamp_text(start)",
      ["tests/e2e/test_incremental_edges.py::test_rows_sharing_the_watermark_are_not_lost"]),
     ("look-back window ignored", JOB,
      "start -= dt.timedelta(seconds=lookback_seconds)", "start -= dt.timedelta(seconds=0)",

@@ -355,6 +355,8 @@ def test_watermark_text_keeps_microseconds_in_utc():
     aware = dt.datetime(2026, 1, 2, 5, 4, 5, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert g.watermark_text(aware) == "2026-01-02 03:04:05.000007"
     assert g.watermark_text(dt.datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05.000000"
+    assert g.watermark_text(dt.datetime(5, 1, 2)) == "0005-01-02 00:00:00.000000"
+    assert g.watermark_text(dt.date(5, 1, 2)) == "0005-01-02 00:00:00.000000"
     assert g.watermark_text(Decimal("42")) == "42" and g.watermark_text(7) == "7"
     assert g.watermark_text(None) is None
     with pytest.raises(g.EtlError, match="neither a timestamp nor an integer"):
