@@ -2004,14 +2004,16 @@ def spark_session(app_name: str) -> tuple[Any, Any]:
     """(SparkSession, GlueContext or None). The only place that knows where it runs.
 
     On Glue the session comes from GlueContext. Elsewhere a plain session is built;
-    ``ETL_SPARK_JARS`` (set by the local stack) adds the JDBC drivers and S3A, and
-    ``AWS_ENDPOINT_URL`` points S3A at a local S3.
+    ``ETL_SPARK_JARS`` (set by the local stack) adds the JDBC drivers and S3A,
+    ``ETL_SPARK_JAVA_OPTIONS`` adds driver JVM options (the stack's class-data sharing
+    archive) and ``AWS_ENDPOINT_URL`` points S3A at a local S3.
     """
     from pyspark.sql import SparkSession
 
+    driver_options = " ".join(["-Duser.timezone=UTC", os.environ.get("ETL_SPARK_JAVA_OPTIONS", "")]).strip()
     builder = (SparkSession.builder.appName(app_name)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+               .config("spark.driver.extraJavaOptions", driver_options)
                .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
                .config("spark.ui.showConsoleProgress", "false"))
     jars = os.environ.get("ETL_SPARK_JARS")

@@ -674,7 +674,10 @@ def up(timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         for svc in SERVICES:
             svc.wait_healthy(deadline)
-    _log(f"all services healthy after {time.monotonic() - started:.1f}s")
+        _log(f"all services healthy after {time.monotonic() - started:.1f}s")
+        from local import jvm_cache
+
+        jvm_cache.ensure()       # once per JVM/jar set: faster Spark starts (local/jvm_cache.py)
 
 
 def down(timeout: float = STOP_TIMEOUT) -> None:
@@ -734,7 +737,19 @@ def env() -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": python,
         "ETL_SPARK_JARS": ",".join(spark_jars()),
         **{svc.port_env: str(svc.port) for svc in SERVICES},
+        **_jvm_options(),
     }
+
+
+def _jvm_options() -> dict[str, str]:
+    """ETL_SPARK_JAVA_OPTIONS: the driver JVM's class-data sharing archive, once built."""
+    try:
+        from local import jvm_cache
+
+        options = jvm_cache.java_options()
+    except ImportError:          # outside the venv (no pyspark): nothing to add
+        return {}
+    return {"ETL_SPARK_JAVA_OPTIONS": options} if options else {}
 
 
 def pg_connect(dbname: str = "postgres", **kwargs):
