@@ -41,6 +41,7 @@ JOB_ARGS = ["--JOB_NAME", "bench", "--SNOWFLAKE", f"{seed.SSM_PREFIX}/snowflake"
             "--STAGING_BUCKET", seed.STAGING_BUCKET, "--STATE_SCHEMA", STATE_SCHEMA]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # fakesnow answers a COPY only when it is done (Snowflake within ~45 s, then the client polls): see shim/.
+NO_CDS = "without JVM class archive"
 JOB_ENV = {"PYTHONPATH": str(ROOT / "bench" / "shim"), "BENCH_SNOWFLAKE_SOCKET_TIMEOUT": "900"}
 
 
@@ -229,9 +230,12 @@ class Bench:
              f"mem {rec['mem_mb']}, {'OK' if rec['ok'] else 'FAILED: ' + str(rec.get('error'))}")
 
     def job(self, case: str, tables: dict, rows: int, *, size: str, mode: str, source: str = "postgres",
-            group: str = "main", runs: int | None = None, args: tuple[str, ...] = (), before=None) -> None:
+            group: str = "main", runs: int | None = None, args: tuple[str, ...] = (), before=None,
+            env: dict | None = None) -> None:
+        """``env`` adds to the job's environment; a None value removes that variable."""
         if self.skip(case):
             return
+        run_env = {k: v for k, v in {**self.env, **JOB_ENV, **(env or {})}.items() if v is not None}
         config = self.work / f"{case.replace(' ', '_')}.json"
         config.write_text(json.dumps({"TABLES": tables}))
         for i in range(runs or self.runs):
@@ -239,7 +243,7 @@ class Bench:
                 before(i)
             log = LOGS / f"{case.replace(' ', '_')}-{i + 1}.log"
             m = measure([sys.executable, str(JOB), *JOB_ARGS, "--CONFIG", str(config), *args],
-                        {**self.env, **JOB_ENV}, log)
+                        run_env, log)
             text = log.read_text(errors="replace")
             parsed = parse_job_log(text, m["start_epoch"], m["wall_s"])
             ok = m["rc"] == 0 and parsed["tables_ok"] == len(tables)
@@ -301,6 +305,8 @@ def run_cases(b: Bench, prof: dict, names: dict, status: dict) -> None:
     # --- the job ------------------------------------------------------------------------------------
     b.job(f"job FULL {s_label}", {s_key: entry("postgres", f"FULL_{S}", "FULL")}, small, size=s_label, mode="FULL")
     b.job(f"job FULL {l_label}", {l_key: entry("postgres", f"FULL_{L}", "FULL")}, large, size=l_label, mode="FULL")
+    b.job(f"variant FULL {l_label} {NO_CDS}", {l_key: entry("postgres", f"FULL_{L}", "FULL")}, large,
+          size=l_label, mode="FULL", group="variant", runs=b.variant_runs, env={"ETL_SPARK_JAVA_OPTIONS": None})
     forget_target(f"FULL_{S}")
     forget_target(f"FULL_{L}")
 
@@ -310,6 +316,10 @@ def run_cases(b: Bench, prof: dict, names: dict, status: dict) -> None:
           group="setup")
     b.job(f"job INCREMENTAL 1% {l_label}", incr, large // 100, size=l_label, mode="INCREMENTAL",
           before=lambda i: workload.update_delta(names["large"], large, slot=i + 1))
+    # The driver JVM as Glue starts it: without the local stack's class archive (local/jvm_cache.py).
+    b.job(f"variant INCREMENTAL 1% {l_label} {NO_CDS}", incr, large // 100, size=l_label, mode="INCREMENTAL",
+          group="variant", runs=b.variant_runs, env={"ETL_SPARK_JAVA_OPTIONS": None},
+          before=lambda i: workload.update_delta(names["large"], large, slot=50 + i))
     forget_target(f"INCR_{L}")
 
     upsert = {s_key: entry("postgres", f"UPSERT_{S}", "UPSERT")}
