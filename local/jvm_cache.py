@@ -12,6 +12,10 @@ jar set: it runs the job's own code (JDBC reads from both databases, typed and v
 ``local.stack env`` then exports ``ETL_SPARK_JAVA_OPTIONS``, which ``spark_session`` adds to the
 driver's options. Glue starts its own driver JVM, so none of this exists there.
 
+To profile the driver with Java Flight Recorder or a Java agent, unset ETL_SPARK_JAVA_OPTIONS:
+OpenJDK 17.0.15 crashes (SIGSEGV in KlassFactory::check_shared_class_file_load_hook) when JFR
+starts at launch with a dynamic archive mapped.
+
     python -m local.jvm_cache build|path
 """
 
@@ -86,8 +90,8 @@ def ensure() -> Path | None:
         partial.unlink(missing_ok=True)
         stack._log(f"no JVM class cache ({exc}); Spark starts without it. Details: {LOG}")
         return None
-    for old in CACHE.glob("spark-*.jsa"):
-        if old != path:
+    for old in [*CACHE.glob("spark-*.jsa"), *CACHE.glob("spark-*.partial")]:
+        if old != path:               # archives for another JVM or jar set, and builds that were killed
             old.unlink(missing_ok=True)
     stack._log(f"JVM class cache built in {time.monotonic() - started:.1f}s: {path.relative_to(stack.ROOT)}")
     return path
