@@ -41,9 +41,10 @@ count_source      INCREMENTAL counts the whole source table (default True) so th
                   incremental run in proportion to its delta; the source count is then "-".
 transform         a function defined in this file that takes and returns a Spark DataFrame;
                   it runs after the read and before staging (e.g. derive or rename columns).
-                  It sees typed values, so PostgreSQL numeric and timestamp columns are then
-                  decoded by Spark instead of staged as the server's text (about 30% more CPU
-                  on large tables; a view at the source avoids that).
+                  It sees typed values, so PostgreSQL numeric, date and timestamp columns are
+                  then decoded by Spark instead of staged as the server's text (about 30% more
+                  CPU on large tables; a view at the source avoids that), and dates and
+                  timestamps before 1582-10-15 may arrive shifted (docs/GUARANTEES.md).
 
 Column names are matched case-insensitively; Snowflake columns are the upper-cased source names.
 The runtime argument ``--OBJ '{"sales.orders": "FULL;_REBUILD"}'`` overrides a table's mode for

@@ -866,14 +866,23 @@ def source_table_ref(engine: str, namespace: str, table: str) -> str:
 # columns are then turned back into instants (TIMESTAMP_TZ).
 ZONED_TYPES = {"postgres": frozenset({"timestamp with time zone"}), "mysql": frozenset({"timestamp"})}
 # Column types read as the driver's text and staged verbatim. PostgreSQL sends numeric as plain
-# digits at the column's scale and timestamp as ISO 'YYYY-MM-DD HH:MI:SS[.ffffff]' (the driver
-# forces DateStyle ISO), which COPY parses into NUMBER and TIMESTAMP_NTZ (AUTO formats) to the
-# same value. Skipping the driver's decoding and Spark's formatting saves a third of the
+# digits at the column's scale, date as 'YYYY-MM-DD' and timestamp as 'YYYY-MM-DD HH:MI:SS[.ffffff]'
+# (the driver forces DateStyle ISO), which COPY parses into NUMBER, DATE and TIMESTAMP_NTZ (AUTO
+# formats) to the same value. Skipping the driver's decoding and Spark's formatting saves a third of the
 # extract+stage CPU (docs/PERFORMANCE.md). Values with no Snowflake equivalent (NaN, infinity,
 # BC dates, more than 38 digits) fail the COPY with Snowflake's message naming the value.
-# MySQL is left out: its driver rebuilds DATETIME text from a parsed value (zero dates would
-# stop loading as NULL) and writes DECIMAL zero as 0E-10.
-VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone"}), "mysql": frozenset()}
+# Dates and timestamps as text also keep their calendar: the drivers' typed values go through
+# Java's hybrid Julian calendar, which moves the days 1582-10-05..14 (skipped by the Gregorian
+# switch) by ten days, and the MariaDB driver shifts every DATETIME before 1582-10-15.
+# MySQL DATE and DATETIME are formatted by the server (``source_query``), because that driver
+# rebuilds their text from its parse. Zero dates stay NULL, as the driver reads them; a date with
+# a zero month or day fails the COPY (the driver would have moved it to another day). MySQL
+# DECIMAL stays typed: the driver's text for zero is 0E-10.
+VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone", "date"}),
+                  "mysql": frozenset({"datetime", "date"})}
+# MySQL type -> (DATE_FORMAT pattern, the text of its zero date)
+MYSQL_TEXT_FORMATS = {"datetime": ("%Y-%m-%d %H:%i:%s.%f", "0000-00-00 00:00:00.000000"),
+                      "date": ("%Y-%m-%d", "0000-00-00")}
 
 
 def column_types_query(namespace: str, table: str) -> str:
@@ -882,12 +891,16 @@ def column_types_query(namespace: str, table: str) -> str:
             f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
 
 
-def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str]) -> list[str]:
+def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str],
+                     partition_column: str | None = None) -> list[str]:
     """Which of ``columns`` to read as text and stage verbatim (see VERBATIM_TYPES).
 
-    ``types`` maps lower-case column names to their source types.
+    ``types`` maps lower-case column names to their source types. MySQL's text columns are
+    expressions of the source query, so its partition column, which the split predicates
+    compare, stays typed.
     """
-    return [c for c in columns if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ())]
+    return [c for c in columns if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ())
+            and not (engine == "mysql" and c == partition_column)]
 
 
 # ----- delta windows -----------------------------------------------------------------
@@ -952,8 +965,19 @@ def delta_predicate(engine: str, column: str, watermark: Watermark | None, *, lo
 
 
 def source_query(engine: str, namespace: str, table: str, columns: Sequence[str] | None,
-                 predicate: str | None) -> str:
-    cols = ", ".join(source_quote(engine, c) for c in columns) if columns else "*"
+                 predicate: str | None, text_columns: Mapping[str, str] | None = None) -> str:
+    """The extract's SELECT of ``columns`` (None: all). MySQL sends ``text_columns`` (name -> its
+    DATE or DATETIME type) as the server's text; PostgreSQL's driver already does (VERBATIM_TYPES)."""
+    text = dict(text_columns or {}) if engine == "mysql" else {}
+
+    def select(c: str) -> str:
+        q = source_quote(engine, c)
+        if c not in text:
+            return q
+        pattern, zero = MYSQL_TEXT_FORMATS[text[c]]
+        return f"NULLIF(DATE_FORMAT({q}, '{pattern}'), '{zero}') AS {q}"
+
+    cols = ", ".join(select(c) for c in columns) if columns else "*"
     sql = f"SELECT {cols} FROM {source_table_ref(engine, namespace, table)}"
     return f"{sql} WHERE {predicate}" if predicate else sql
 
@@ -1722,15 +1746,16 @@ class Table:
                         window_rows=window_rows, predicate=json.dumps(predicate))
 
         with self._step("extract") as info:
-            sql = source_query(source.engine, cfg.namespace, cfg.source_table,
-                               selected if cfg.columns else None, predicate)
-            n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
-            predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
-                if part_col else []
             types = {r["name"].lower(): r["type"] for r in source.query(
                 column_types_query(cfg.namespace, cfg.source_table))}
             # A transform gets typed values; otherwise some types travel as the source's text.
-            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected)
+            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected, part_col)
+            sql = source_query(source.engine, cfg.namespace, cfg.source_table,
+                               selected if cfg.columns or verbatim else None, predicate,
+                               {c: types[c.lower()] for c in verbatim})
+            n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
+            predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
+                if part_col else []
             df = source.read(sql, cfg.fetch_size, predicates, verbatim)
             zoned = ZONED_TYPES[source.engine]
             df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)

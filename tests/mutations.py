@@ -43,6 +43,12 @@ MUTATIONS = [
     ("partition ranges overlap at their edges", JOB,
      '[f"{q} >= {a} AND {q} < {b}"', '[f"{q} >= {a} AND {q} <= {b}"',
      ["tests/unit/test_core.py", "-k", "partition_predicates_select"]),
+    ("dates and datetimes read through the JDBC drivers' calendar", JOB,
+     ['VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone", "date"}),\n'
+      '                  "mysql": frozenset({"datetime", "date"})}'],
+     ['VERBATIM_TYPES = {"postgres": frozenset({"numeric", "timestamp without time zone"}),\n'
+      '                  "mysql": frozenset()}'],
+     ["tests/e2e/test_fidelity.py", "-k", "mysql and full or postgres and full"]),
     ("lease never refused", JOB,
      '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""',
      '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""\n'

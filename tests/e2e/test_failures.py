@@ -148,3 +148,21 @@ def test_wrong_snowflake_parameter_stops_before_anything_runs(good_source, tmp_p
     proc = h.run_job(tmp_path, {"fail.good": GOOD}, "--SNOWFLAKE", "/etl/test/no-such", job_name="e2e-nosf")
     assert proc.returncode == 1
     assert "Nothing ran: cannot read SSM parameter /etl/test/no-such (ParameterNotFound)" in proc.stderr
+
+
+def test_a_mysql_datetime_with_a_zero_month_fails_its_table_instead_of_moving(good_source, tmp_path):
+    # MySQL accepts '2024-00-10' without NO_ZERO_IN_DATE; the JDBC driver used to read it as
+    # 2023-12-10. The server's text reaches COPY, which rejects it: the table fails, nothing lands.
+    with h.mysql_cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS fail_zero")
+        cur.execute("CREATE DATABASE fail_zero")
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("CREATE TABLE fail_zero.t (id int PRIMARY KEY, dt datetime(6))")
+        cur.execute("INSERT INTO fail_zero.t VALUES (1, '2024-00-10 00:00:00'), (2, '2024-01-10 00:00:00')")
+    tables = {"fail_zero.t": {"ssmKey": "PROGRAM360", "target_table": "FAIL.ZERO_MONTH", "primary_key": "ID",
+                              "operations": {"type": "FULL"}}}
+    proc = h.run_job(tmp_path, tables, job_name="e2e-zero-month")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert h.summary(proc)["fail_zero.t"]["status"] == "FAILED"
+    assert "2024-00-10" in proc.stdout, proc.stdout[-3000:]
+    assert "ZERO_MONTH" not in sf_tables("FAIL")

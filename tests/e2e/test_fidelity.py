@@ -35,6 +35,10 @@ PG_ROWS = [
     (4, None, None, None, None, None, 1e308, 1e-38, None, None, None, None, None, b"\\", "{}"),
     (5, 1, 2, 3, Decimal("0.0000000001"), Decimal("0.12345"), 5e-324, None, None, dt.date(9999, 12, 31),
      dt.datetime(9999, 12, 31, 23, 59, 59, 999999), None, True, b"'\"", '"just a string"'),
+    # A day the Julian calendar skipped (Java's calendar would move it ten days on), and
+    # timestamps before the Gregorian switch.
+    (6, None, None, None, None, None, None, None, None, dt.date(1582, 10, 10), dt.datetime(1000, 1, 1, 0, 0, 0, 1),
+     dt.datetime(1000, 1, 1, 12, 0, tzinfo=dt.UTC), None, None, None),
 ]
 PG_DDL = """CREATE TABLE torture.{t} (id int PRIMARY KEY, i16 smallint, i32 int, i64 bigint, dec38 numeric(38,10),
   dec_tiny numeric(5,5), f8 double precision, f4 real, txt text, d date, ts timestamp(6), tstz timestamptz(6),
@@ -45,14 +49,22 @@ MY_DDL = """CREATE TABLE torture.{t} (id int PRIMARY KEY, i8 tinyint, u64 bigint
   updated_at datetime(6) NOT NULL DEFAULT '2026-01-01')"""
 MY_ROWS = [
     (1, -128, 18446744073709551615, -9223372036854775808, Decimal("-9999999999999999999999999999.9999999999"),
-     # DATETIME before the Gregorian switch (1582-10-15) is shifted by the JDBC driver's calendar:
-     # a documented limitation (docs/GUARANTEES.md); the earliest value tested is after it.
-     -1.7976931348623157e308, -3.4e38, None, "", dt.date(1000, 1, 1), dt.datetime(1582, 10, 15, 0, 0, 0, 1),
+     # DATETIME's smallest value: before the Gregorian switch (1582-10-15), where the JDBC
+     # driver's calendar would shift it by days (the server formats DATETIME as text instead).
+     -1.7976931348623157e308, -3.4e38, None, "", dt.date(1000, 1, 1), dt.datetime(1000, 1, 1, 0, 0, 0, 1),
      dt.datetime(1970, 1, 1, 0, 0, 1, 1), 1, b"\x00\xff", b"", '{"k": ["v", 1.5, null]}', "a"),
     (2, 127, 0, 9223372036854775807, Decimal("0.0000000001"), -0.0, 1.5, "", None, dt.date(9999, 12, 31),
      dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(2038, 1, 19, 3, 14, 7, 999999), 0, None,
      bytes(range(256)), None, "ccc"),
     (3, None, None, None, None, None, None, None, None, None, None, None, None, b"", None, "[]", None),
+    # The last Julian day, and the gap the switch skipped: MySQL's calendar is proleptic Gregorian.
+    (4, None, None, None, None, None, None, None, None, dt.date(1582, 10, 4),
+     dt.datetime(1582, 10, 4, 23, 59, 59, 999999), None, None, None, None, None, None),
+    (5, None, None, None, None, None, None, None, None, dt.date(1582, 10, 10), dt.datetime(1582, 10, 10, 12, 0, 0),
+     None, None, None, None, None, None),
+    # Zero dates (allowed without NO_ZERO_DATE) load as NULL, as the driver reads them.
+    (6, None, None, None, None, None, None, None, None, "0000-00-00", "0000-00-00 00:00:00", None, None, None, None,
+     None, None),
 ]
 
 
@@ -134,7 +146,8 @@ def test_every_value_survives(loaded, engine, mode):
     tgt = [tuple(json.loads(v) if i == json_col and v is not None else v for i, v in enumerate(r)) for r in tgt]
     if engine == "mysql":   # MySQL returns JSON as text; TIMESTAMP read in UTC above
         src = [tuple(json.loads(v) if i == json_col and v is not None else
-                     (v.replace(tzinfo=dt.UTC) if cols[i] == "TS6" and v is not None else v)
+                     (v.replace(tzinfo=dt.UTC) if cols[i] == "TS6" and v is not None else
+                      None if cols[i] in ("D", "DT6") and isinstance(v, str) and v.startswith("0000-00-00") else v)
                      for i, v in enumerate(r)) for r in src]
     assert len(src) == len(tgt)
     for s, t in zip(src, tgt, strict=True):
