@@ -40,8 +40,8 @@ JOB_ARGS = ["--JOB_NAME", "bench", "--SNOWFLAKE", f"{seed.SSM_PREFIX}/snowflake"
             "--AFFILIATE", workload.SSM_POSTGRES, "--PROGRAM360", workload.SSM_MYSQL,
             "--STAGING_BUCKET", seed.STAGING_BUCKET, "--STATE_SCHEMA", STATE_SCHEMA]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+NO_CDS = "without JVM class archive"     # the variants that start the JVM as Glue does
 # fakesnow answers a COPY only when it is done (Snowflake within ~45 s, then the client polls): see shim/.
-NO_CDS = "without JVM class archive"
 JOB_ENV = {"PYTHONPATH": str(ROOT / "bench" / "shim"), "BENCH_SNOWFLAKE_SOCKET_TIMEOUT": "900"}
 
 

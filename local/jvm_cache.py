@@ -115,24 +115,25 @@ def warmup() -> None:
     import uuid
 
     import glue_etl_job as job
+    from local import seed
 
+    secrets = seed.ssm_parameters()
     spark, _ = job.spark_session("jvm-cache-warmup")
     print("jvm-pid", spark._jvm.java.lang.ProcessHandle.current().pid(), flush=True)
     s3 = stack.boto3_client("s3")
     s3.create_bucket(Bucket=WARMUP_BUCKET)
-    sources = {
-        "postgres": ("postgres", stack.Postgres().port,
-                     "SELECT * FROM (VALUES (1::bigint, 'a,\"b\"'::text, 1.50::numeric(12,2), "
-                     "TIMESTAMP '2024-01-01 00:00:00.5', TIMESTAMPTZ '2024-01-01 00:00:00+00', DATE '2024-01-01', "
-                     "true, 1.5::float8, '\\x00ff'::bytea)) v(id, t, n, ts, tz, d, b, f, bin)", ["n", "ts"]),
-        "mysql": ("information_schema", stack.MariaDB().port,
-                  "SELECT CAST(1 AS SIGNED) id, 'a' t, CAST(1.5 AS DECIMAL(12,2)) n, "
-                  "CAST('2024-01-01 00:00:00.5' AS DATETIME(6)) ts, CAST('2024-01-01' AS DATE) d, 1.5e0 f", []),
+    sources = {   # the seeded connection secrets, on databases that exist before any seeding
+        "affiliate": ("postgres",
+                      "SELECT * FROM (VALUES (1::bigint, 'a,\"b\"'::text, 1.50::numeric(12,2), "
+                      "TIMESTAMP '2024-01-01 00:00:00.5', TIMESTAMPTZ '2024-01-01 00:00:00+00', "
+                      "DATE '2024-01-01', true, 1.5::float8, '\\x00ff'::bytea)) v(id, t, n, ts, tz, d, b, f, bin)",
+                      ["n", "ts", "d"]),
+        "program360": ("information_schema",
+                       "SELECT CAST(1 AS SIGNED) id, 'a' t, CAST(1.5 AS DECIMAL(12,2)) n, "
+                       "CAST('2024-01-01 00:00:00.5' AS DATETIME(6)) ts, CAST('2024-01-01' AS DATE) d, 1.5e0 f", []),
     }
-    for engine, (database, port, sql, verbatim) in sources.items():
-        secret = {"engine": engine, "host": stack.HOST, "port": port, "database": database,
-                  "user": stack.USER, "password": stack.PASSWORD,
-                  **({"driver": "org.mariadb.jdbc.Driver"} if engine == "mysql" else {})}
+    for group, (database, sql, verbatim) in sources.items():
+        secret = {**secrets[f"{seed.SSM_PREFIX}/{group}"], "database": database}
         source = job.JdbcSource(spark, job.source_settings(secret, "local"))
         source.query_one("SELECT 1 AS n")
         for predicates, text in (((), ()), (["1 = 1", "1 = 0"], verbatim)):
