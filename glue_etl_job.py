@@ -474,21 +474,63 @@ class SnowflakeSettings:
     staging_bucket: str | None
 
 
+# Session limits (seconds) when the Snowflake parameter does not set them; see docs/SNOWFLAKE.md.
+STATEMENT_TIMEOUT_SECONDS = 6 * 3600   # Snowflake's own default is 2 days; a stuck statement ends sooner
+LOCK_TIMEOUT_SECONDS = 600             # Snowflake's default is 12 h; a killed run's transaction that
+                                       # blocks others is aborted after 5 idle minutes, so 10 min suffices
+SOCKET_TIMEOUT_SECONDS = 120           # one HTTP request; Snowflake answers a running query within ~45 s
+
+
+def _seconds(secret: Mapping[str, Any], key: str, default: int, minimum: int, path: str) -> int:
+    value = secret.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
+            or int(value) < minimum:
+        raise EtlError(f"SSM parameter {path}: '{key}' must be a whole number of seconds >= {minimum}, "
+                       f"not {value!r}")
+    return int(value)
+
+
 def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSettings:
+    """Connect arguments and session parameters; the job's own session parameters always win.
+
+    No ``network_timeout`` unless the secret sets one: in snowflake-connector-python 4.8.1 it arms a
+    timer per statement that cancels it (000604), so a long COPY or CREATE ... AS SELECT would die.
+    Long statements are bounded on the server (STATEMENT_TIMEOUT_IN_SECONDS), stalled connections
+    by ``socket_timeout``, lock waits by LOCK_TIMEOUT; CLIENT_SESSION_KEEP_ALIVE keeps a session
+    alive while its table's Spark extract runs for hours.
+    """
     missing = [k for k in ("account", "user", "database") if not secret.get(k)]
     if not secret.get("password") and not secret.get("private_key"):
         missing.append("password (or private_key)")
     if missing:
         raise EtlError(f"SSM parameter {path} lacks {', '.join(missing)}; it must be JSON with account, "
                        f"user, password or private_key, warehouse, database, role")
+    given = secret.get("session_parameters") or {}
+    if not isinstance(given, Mapping):
+        raise EtlError(f"SSM parameter {path}: 'session_parameters' must be a JSON object")
+    given = {str(k).upper(): v for k, v in given.items()}
+    # The two limits: the documented keys, else the secret's own session_parameters, else the defaults.
+    statement_timeout = _seconds(secret, "statement_timeout_seconds",
+                                 given.get("STATEMENT_TIMEOUT_IN_SECONDS", STATEMENT_TIMEOUT_SECONDS), 60, path)
+    lock_timeout = _seconds(secret, "lock_timeout_seconds", given.get("LOCK_TIMEOUT", LOCK_TIMEOUT_SECONDS), 1, path)
     args: dict[str, Any] = {
         "account": secret["account"], "user": secret["user"], "database": secret["database"],
-        "login_timeout": int(secret.get("login_timeout", 60)),
-        "network_timeout": int(secret.get("network_timeout", 600)),
-        # The secret may add session parameters; the ones the CSV contract relies on win.
-        "session_parameters": {**(secret.get("session_parameters") or {}), "TIMEZONE": "UTC",
-                               "TIMESTAMP_INPUT_FORMAT": "AUTO", "DATE_INPUT_FORMAT": "AUTO"},
+        "login_timeout": _seconds(secret, "login_timeout", 60, 1, path),
+        "socket_timeout": _seconds(secret, "socket_timeout", SOCKET_TIMEOUT_SECONDS, 60, path),
+        "client_session_keep_alive": True,
+        # The secret may add session parameters; the ones the CSV contract and the load protocol rely on win.
+        "session_parameters": {
+            **given,
+            "TIMEZONE": "UTC", "TIMESTAMP_INPUT_FORMAT": "AUTO", "DATE_INPUT_FORMAT": "AUTO",
+            "STATEMENT_TIMEOUT_IN_SECONDS": statement_timeout, "LOCK_TIMEOUT": lock_timeout,
+            # An error inside BEGIN..COMMIT aborts the transaction on the server at once: nothing of
+            # it can commit later, even when the job's ROLLBACK never arrives (Warehouse.transaction).
+            "TRANSACTION_ABORT_ON_ERROR": True,
+            "CLIENT_SESSION_KEEP_ALIVE": True,
+        },
     }
+    if secret.get("network_timeout") is not None:      # opt-in only: a client-side cancel of every statement
+        args["network_timeout"] = _seconds(secret, "network_timeout", 0, 1, path)
     for key in ("warehouse", "role", "host", "port", "protocol", "password"):
         if secret.get(key):
             args[key] = secret[key]
@@ -509,7 +551,7 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #   ByteType/ShortType         NUMBER(3,0)/NUMBER(5,0)   as is
 #   IntegerType/LongType       NUMBER(10,0)/NUMBER(19,0) as is
 #   DecimalType(p,s)           NUMBER(p,s)               plain digits, never exponent form
-#   FloatType/DoubleType       FLOAT                     NaN/Infinity spelled out
+#   FloatType/DoubleType       FLOAT                     NaN, inf, -inf (Snowflake's spelling)
 #   StringType/Char/Varchar    VARCHAR                   quoted, RFC 4180 doubled quotes
 #   BooleanType                BOOLEAN                   true/false
 #   DateType                   DATE                      yyyy-MM-dd
@@ -558,12 +600,76 @@ def type_family(snowflake_type_name: str) -> str:
     return families.get(t, t.lower())
 
 
-def compatible(source_type: str, target_type: str) -> bool:
-    """Can values of ``source_type`` go into a target column of ``target_type``?"""
-    src, tgt = type_family(source_type), type_family(target_type)
-    if src == tgt or tgt == "text" or tgt == "variant":
-        return True
-    return src == "number" and tgt == "float"
+_FULL_TEXT = 16_777_216      # VARCHAR without a length (INFORMATION_SCHEMA reports this maximum)
+
+
+def target_type(data_type: str, char_length: Any = None, precision: Any = None, scale: Any = None) -> str:
+    """A target column's type as text, from INFORMATION_SCHEMA.COLUMNS (DATA_TYPE, CHARACTER_MAXIMUM_LENGTH,
+    NUMERIC_PRECISION, NUMERIC_SCALE): NUMBER(p,s), VARCHAR(n) or DATA_TYPE itself."""
+    t = str(data_type).upper()
+    if type_family(t) == "number" and precision is not None:
+        return f"NUMBER({int(precision)},{int(scale or 0)})"
+    if type_family(t) == "text":
+        return f"VARCHAR({int(char_length)})" if char_length is not None and int(char_length) < _FULL_TEXT \
+            else "VARCHAR"
+    return t
+
+
+def _type_args(type_text: str) -> list[int]:
+    inside = type_text.partition("(")[2].rstrip(") ")
+    return [int(a) for a in inside.split(",") if a.strip().isdigit()]
+
+
+def _number_digits(type_text: str) -> tuple[int, int]:
+    """(precision, scale) of a NUMBER-family type; plain NUMBER and INT/BIGINT/... are NUMBER(38,0)."""
+    args = _type_args(type_text)
+    return (args[0], args[1] if len(args) > 1 else 0) if args else (38, 0)
+
+
+def _timestamp_kind(type_text: str) -> tuple[str, int]:
+    """(NTZ | TZ | LTZ, fractional digits) of a timestamp type; TIMESTAMP and DATETIME mean NTZ, 9 digits."""
+    name = type_text.upper().split("(")[0].strip()
+    kind = name.rpartition("_")[2] if name.startswith("TIMESTAMP_") else "NTZ"
+    args = _type_args(type_text)
+    return kind, args[0] if args else 9
+
+
+FLOAT_DIGITS = 15        # decimal digits a FLOAT (IEEE double) holds exactly
+
+
+def incompatibility(source_type: str, target_type_text: str) -> str | None:
+    """Why values of ``source_type`` cannot go unchanged into a ``target_type_text`` column; None when they can.
+
+    A wider target is fine; a narrower one would fail the load or change values (NUMBER rounds to the
+    column's scale), so it is refused up front: fewer integer digits or less scale than the source,
+    TIMESTAMP_NTZ into TZ/LTZ or back (a wall clock is not an instant), fewer fractional-second digits.
+    """
+    src, tgt = type_family(source_type), type_family(target_type_text)
+    if tgt in ("text", "variant"):
+        return None
+    if src == tgt == "number":
+        (p, s), (tp, ts) = _number_digits(source_type), _number_digits(target_type_text)
+        if ts < s:
+            return f"it keeps {ts} decimal place(s), the source has {s}"
+        if tp - ts < p - s:
+            return f"it holds {tp - ts} integer digit(s), the source up to {p - s}"
+        return None
+    if src == "number" and tgt == "float":
+        p = _number_digits(source_type)[0]
+        return None if p <= FLOAT_DIGITS else f"FLOAT keeps {FLOAT_DIGITS} significant digits, the source up to {p}"
+    if src == tgt == "timestamp":
+        (k, d), (tk, td) = _timestamp_kind(source_type), _timestamp_kind(target_type_text)
+        if k != tk:
+            return f"TIMESTAMP_{tk} is not TIMESTAMP_{k}: a wall clock and an instant are different values"
+        if td < d:
+            return f"it keeps {td} fractional second digit(s), the source has {d}"
+        return None
+    return None if src == tgt else ""
+
+
+def compatible(source_type: str, target_type_text: str) -> bool:
+    """Can values of ``source_type`` go unchanged into a target column of ``target_type_text``?"""
+    return incompatibility(source_type, target_type_text) is None
 
 
 @dataclass(frozen=True)
@@ -632,9 +738,9 @@ def schema_changes(source: Sequence[Column], target: Mapping[str, str], table: s
         existing = target.get(col.name)
         if existing is None:
             new.append(col)
-        elif not compatible(col.sf_type, existing):
+        elif (why := incompatibility(col.sf_type, existing)) is not None:
             problems.append(f"column {col.name} is {existing} in Snowflake but the source now gives "
-                            f"{col.sf_type}")
+                            f"{col.sf_type}" + (f" ({why})" if why else ""))
     if problems:
         raise EtlError(f"{table}: the source schema changed incompatibly with the target: "
                        f"{'; '.join(problems)}. Run it once with --OBJ '{{\"{table}\": \"FULL\"}}' to "
@@ -668,7 +774,8 @@ def sql_str(value: str) -> str:
 # (quotes inside doubled, RFC 4180) when it holds a quote, comma or line break, and the
 # empty string is always written as ""; NULL is an empty unenclosed field; no escape
 # character anywhere (a backslash is data); dates yyyy-MM-dd, timestamps ISO 8601 with
-# microseconds (and an offset for TIMESTAMP_TZ), binary as hex, decimals as plain digits;
+# microseconds (and a +hh:mm offset for TIMESTAMP_TZ), binary as hex, decimals as plain digits,
+# floats' special values as NaN, inf and -inf;
 # VERBATIM_TYPES columns as the source wrote them (PostgreSQL: plain digits, and ISO
 # timestamps with a space and up to six fraction digits).
 # Options left out are Snowflake's documented CSV defaults, which the contract relies on:
@@ -680,6 +787,22 @@ CSV_FILE_FORMAT = (
     "TYPE = CSV FIELD_DELIMITER = ',' SKIP_HEADER = 1 FIELD_OPTIONALLY_ENCLOSED_BY = '\"' "
     "ESCAPE_UNENCLOSED_FIELD = NONE NULL_IF = () EMPTY_FIELD_AS_NULL = TRUE COMPRESSION = DEFLATE"
 )
+
+
+PAD_COLUMN = "_ETL_PAD"
+
+
+def staged_columns(cols: Sequence[Column]) -> list[Column]:
+    """The columns of the staged CSV and staging table: a one-column table gets a constant second one.
+
+    Spark's CSV writer skips a blank line (its univocity writer is set to skip empty lines), and a
+    row whose only value is NULL is exactly that: without the pad the row would be lost silently.
+    ``stage_dataframe`` writes the pad as 1; loads never read it (they name the table's columns).
+    """
+    if len(cols) != 1:
+        return list(cols)
+    name = PAD_COLUMN if cols[0].name != PAD_COLUMN else PAD_COLUMN + "_"
+    return [*cols, Column(name.lower(), name, "NUMBER(1,0)")]
 
 
 def create_stage_table_sql(stage: str, cols: Sequence[Column]) -> str:
@@ -781,7 +904,9 @@ def drop_table_sql(table: str) -> str:
 
 
 def target_columns_sql(database: str) -> str:
-    return (f"SELECT COLUMN_NAME, DATA_TYPE FROM {qi(database)}.INFORMATION_SCHEMA.COLUMNS "
+    """Each target column's name and type; ``target_type`` turns a row into the type's text."""
+    return (f"SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE "
+            f"FROM {qi(database)}.INFORMATION_SCHEMA.COLUMNS "
             f"WHERE TABLE_SCHEMA = %(schema)s AND TABLE_NAME = %(table)s ORDER BY ORDINAL_POSITION")
 
 
@@ -1375,13 +1500,25 @@ def stage_dataframe(df: Any, uri: str) -> None:
             return F.hex(c).alias(f.name)
         if kind in ("ArrayType", "MapType", "StructType"):
             return F.to_json(c).alias(f.name)
+        if kind in ("FloatType", "DoubleType"):
+            # Spark's writer spells Infinity/-Infinity (Double.toString); Snowflake documents 'NaN',
+            # 'inf' and '-inf' as FLOAT's special values. Finite values keep Java's shortest
+            # round-trip text, as the writer itself would write them.
+            return (F.when(F.isnan(c), F.lit("NaN"))
+                    .when(c == F.lit(float("inf")), F.lit("inf"))
+                    .when(c == F.lit(float("-inf")), F.lit("-inf"))
+                    .otherwise(c.cast("string"))).alias(f.name)
         if kind == "DecimalType":
             # Plain digits at full scale; BigDecimal.toString would write 1E-7.
             pattern = "0." + "0" * f.dataType.scale if f.dataType.scale else "0"
             return F.expr(f"format_number(`{f.name}`, '{pattern}')").alias(f.name)
         return c
 
-    (df.select([prepare(f) for f in df.schema.fields])
+    staged = [prepare(f) for f in df.schema.fields]
+    if len(staged) == 1:          # see staged_columns: never a blank line for a row whose only value is NULL
+        pad = staged_columns([Column(df.schema.fields[0].name, df.schema.fields[0].name.upper(), "")])[1]
+        staged.append(F.lit(1).alias(pad.source))
+    (df.select(staged)
        .write.mode("errorifexists")
        .option("header", "true").option("compression", "deflate").option("zlib.compress.level", "BEST_SPEED")
        .option("encoding", "UTF-8")
@@ -1390,24 +1527,64 @@ def stage_dataframe(df: Any, uri: str) -> None:
        .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
        .option("lineSep", "\n")
        .option("dateFormat", "yyyy-MM-dd")
-       .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
+       # xxx: always a +hh:mm offset (+00:00 for UTC; XXX would write Z, not among Snowflake's AUTO forms)
+       .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSxxx")
        .option("timestampNTZFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
        .csv(uri))
 
 
+class LockConflict(EtlError):
+    """A statement could not lock a table in time (Snowflake 000625, LOCK_TIMEOUT or too many waiters)."""
+
+
+_LOCKED = re.compile(r"has locked table '([^']*)' in transaction (\d+)")
+
+
+def snowflake_error(exc: BaseException) -> EtlError:
+    """The job's error for a failed statement: what happened and the fix, with Snowflake's own words.
+
+    000625 (SQLSTATE 57014) is Snowflake's lock-conflict error ("Statement ... has locked table 'T' in
+    transaction N and this lock has not yet been released"), 000630 its statement timeout.
+    """
+    errno, text = getattr(exc, "errno", None), str(exc)
+    if errno == 625 or "has locked table" in text:
+        found = _LOCKED.search(text)
+        table, txn = (f"table {found.group(1)}", found.group(2)) if found else ("a table", None)
+        abort = f" or end it first with SELECT SYSTEM$ABORT_TRANSACTION({txn})" if txn else ""
+        return LockConflict(f"Snowflake: could not lock {table} within LOCK_TIMEOUT: another session's "
+                            f"transaction holds it (usually a killed run's load, which Snowflake aborts "
+                            f"once it has blocked others for 5 idle minutes); run again{abort}. "
+                            f"Snowflake said: {text}")
+    if errno == 630:
+        return EtlError(f"Snowflake: the statement ran longer than STATEMENT_TIMEOUT_IN_SECONDS and was "
+                        f"cancelled; raise 'statement_timeout_seconds' in the Snowflake SSM parameter (or the "
+                        f"warehouse's own limit). Snowflake said: {text}")
+    return EtlError(f"Snowflake: {text}")
+
+
 class Warehouse:
-    """One Snowflake connection (one per table pipeline: its transactions are its own)."""
+    """One Snowflake connection (one per table pipeline: its transactions are its own).
+
+    A connection whose ROLLBACK (or COMMIT) failed may still hold an open transaction; the next DDL
+    on it would commit half a load. It is closed at once (closing a session rolls its transaction
+    back) and marked ``broken``: every later statement is refused.
+    """
 
     def __init__(self, connection: Any, redactor: Redactor = REDACTOR):
         self._conn = connection
         self._redactor = redactor
+        self.broken: str | None = None
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        if self.broken:
+            raise EtlError(f"Snowflake: this connection was closed after {self.broken}; it is not used again "
+                           f"(the table's next run gets a new one)")
         cur = self._conn.cursor()
         try:
             cur.execute(sql, params)
         except Exception as exc:
-            raise EtlError(self._redactor.clean(f"Snowflake: {exc}")) from None
+            err = snowflake_error(exc)
+            raise type(err)(self._redactor.clean(str(err))) from None
         return cur
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
@@ -1426,9 +1603,21 @@ class Warehouse:
             try:
                 self._conn.cursor().execute("ROLLBACK")
             except Exception as exc:  # the original error matters more than the rollback's
-                log.warning("step=rollback error=%s", self._redactor.clean(str(exc)))
+                self._break("a failed ROLLBACK", exc)
             raise
-        self.execute("COMMIT")
+        try:
+            self._conn.cursor().execute("COMMIT")
+        except Exception as exc:      # committed or not: unknown, so the session must not go on
+            self._break("a failed COMMIT", exc)
+            raise EtlError(self._redactor.clean(f"{snowflake_error(exc)} (COMMIT failed; the connection was "
+                                                f"closed, which rolls back whatever it had not committed)")) \
+                from None
+
+    def _break(self, what: str, exc: BaseException) -> None:
+        self.broken = what
+        log.warning("step=%s error=%s note=connection closed, never reused", what.split()[-1].lower(),
+                    self._redactor.clean(str(exc)))
+        self.close()
 
     def close(self) -> None:
         try:
@@ -1693,6 +1882,8 @@ class Table:
         except Exception as exc:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
                                                else f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, LockConflict):       # name the table whose load waited
+                self.result.error = f"{self.cfg.key}: loading {self.cfg.target}: {self.result.error}"
             self.log.error("step=failed error=%s", self.result.error)
             self.ctx.connections.discard()
         finally:
@@ -1820,7 +2011,7 @@ class Table:
         """COPY the run's files into the staging table, check them, then load the target."""
         cfg = self.cfg
         with self._step("copy") as info:
-            wh.execute(create_stage_table_sql(self.stage_table, cols))
+            wh.execute(create_stage_table_sql(self.stage_table, staged_columns(cols)))
             loaded = self._copy(wh, prefix, files)
             staged, null_keys, distinct, high = wh.rows(stage_stats_sql(self.stage_table, key_names,
                                                                         (delta_col or "").upper() or None))[0]
@@ -1884,7 +2075,7 @@ class Table:
     def _target_columns(self, wh: Warehouse) -> dict[str, str]:
         rows = wh.rows(target_columns_sql(self.ctx.snowflake.database),
                        {"schema": self.cfg.target_schema, "table": self.cfg.target_name})
-        return {name: dtype for name, dtype in rows}
+        return {row[0]: target_type(*row[1:]) for row in rows}
 
     def _watermark(self, wh: Warehouse, delta_col: str | None, target_cols: Mapping[str, str]) -> Watermark | None:
         """Where the delta starts: the state table, else the target's MAX, else nowhere (full load)."""
