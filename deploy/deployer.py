@@ -75,8 +75,17 @@ def load_template(path: Path) -> dict:
         raise InputError(f"cannot read template {path}: {exc}") from None
 
 
+_LINT_PASSED: set[str] = set()      # sha256 of template texts that passed in this process
+
+
 def lint(template: Path) -> None:
     """cfn-lint over the template; any error or warning fails (exit status bits 2 and 4)."""
+    try:
+        digest = hashlib.sha256(template.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InputError(f"cannot read template {template}: {exc}") from None
+    if digest in _LINT_PASSED:
+        return
     exe = Path(sys.executable).parent / "cfn-lint"
     exe = str(exe) if exe.exists() else shutil.which("cfn-lint")
     if not exe:
@@ -86,6 +95,7 @@ def lint(template: Path) -> None:
     if result.returncode != 0:
         findings = (result.stdout + result.stderr).strip()
         raise InputError(f"cfn-lint found problems in {template} (exit {result.returncode}):\n{findings}")
+    _LINT_PASSED.add(digest)
 
 
 def check_parameters(template: dict, given: Mapping[str, str], previous: Mapping[str, str] = ()) -> list[str]:

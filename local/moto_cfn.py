@@ -16,14 +16,19 @@ Updates, as the backends allow (moto's Glue API has no update_job/update_trigger
 - Alarm: put_metric_alarm again (an upsert); a new AlarmName replaces it.
 
 Also fixed here (``patch_cloudformation``; see local/moto_server.py):
-- a resource type moto has no model for fails the stack operation with a message naming the
-  type, instead of being skipped while the stack reports success;
+- a resource type moto has no model for fails the stack operation (a ValidationError naming the
+  type) instead of being skipped while the stack reports success; a model's missing required
+  property fails the same way (CloudFormation would report CREATE_FAILED on the resource);
 - moto's AWS::IAM::Role stores an inline policy given as a mapping (what a YAML template gives) as
   its Python repr, so get_role_policy returned "{'Version': ...}" instead of the JSON document;
   it is stored as JSON now, as IAM does;
 - a stack deployed through a change set (create_change_set + execute_change_set, what
   `python -m deploy` does) keeps no template in moto, so its Outputs stayed empty; executing a
   change set now refreshes the stack's template and outputs, as CloudFormation does.
+
+Not fixed (moto's update diff): a resource whose Condition changes value between two deploys is
+neither created nor deleted by moto's update; CloudFormation does both. moto's change set also
+lists resources whose Condition is false as "Add" (they are not created).
 
 Importing this module registers the models: it must be imported before the first create_stack
 (moto caches its list of models, ``parsing.get_model_map``).
@@ -34,6 +39,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from moto.cloudformation.exceptions import ValidationError
 from moto.cloudwatch.models import (
     Dimension,
     Metric,
@@ -55,7 +61,7 @@ def _glue(account_id: str, region_name: str):
 def _require(properties: dict, resource_type: str, *names: str) -> None:
     missing = [n for n in names if n not in properties]
     if missing:
-        raise ValueError(f"{resource_type}: required properties missing: {', '.join(missing)}")
+        raise ValidationError(message=f"{resource_type}: required properties missing: {', '.join(missing)}")
 
 
 class _Named:
@@ -203,9 +209,9 @@ class GlueTrigger(_Named, CloudFormationModel):
         props = cloudformation_json["Properties"]
         _require(props, cls.cloudformation_type(), "Type", "Actions")
         if props["Type"] == "CONDITIONAL" and not props.get("Predicate"):
-            raise ValueError("AWS::Glue::Trigger: a CONDITIONAL trigger needs a Predicate")
+            raise ValidationError(message="AWS::Glue::Trigger: a CONDITIONAL trigger needs a Predicate")
         if props["Type"] == "SCHEDULED" and not props.get("Schedule"):
-            raise ValueError("AWS::Glue::Trigger: a SCHEDULED trigger needs a Schedule")
+            raise ValidationError(message="AWS::Glue::Trigger: a SCHEDULED trigger needs a Schedule")
         _glue(account_id, region_name).create_trigger(
             name=resource_name,
             workflow_name=props.get("WorkflowName"),
@@ -268,7 +274,8 @@ class CloudWatchAlarm(_Named, CloudFormationModel):
         props = cloudformation_json["Properties"]
         _require(props, cls.cloudformation_type(), "ComparisonOperator", "EvaluationPeriods")
         if bool(props.get("Metrics")) == bool(props.get("MetricName")):
-            raise ValueError("AWS::CloudWatch::Alarm: give either Metrics or MetricName, not both or neither")
+            raise ValidationError(message="AWS::CloudWatch::Alarm: give either Metrics or MetricName, "
+                                          "not both or neither")
         cloudwatch_backends[account_id][region_name].put_metric_alarm(
             name=resource_name,
             namespace=props.get("Namespace"),
@@ -323,8 +330,8 @@ def patch_cloudformation() -> None:
     def resource_class_from_type(resource_type: str) -> Any:
         resource_class = original_class_from_type(resource_type)
         if resource_class is None and resource_type not in parsing.NULL_MODELS:
-            raise ValueError(f"{resource_type} is not supported by the local moto server "
-                             f"(no CloudFormation model; see local/moto_cfn.py)")
+            raise ValidationError(message=f"{resource_type} is not supported by the local moto server "
+                                          f"(no CloudFormation model; see local/moto_cfn.py)")
         return resource_class
 
     parsing.resource_class_from_type = resource_class_from_type

@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 import glue_etl_job as job_module
 from deploy import __main__ as deploy_cli
@@ -42,7 +43,10 @@ def aws(stack):
                             aws_access_key_id=local_stack.AWS_KEY, aws_secret_access_key=local_stack.AWS_KEY,
                             config=config)
 
-    return client
+    with pytest.MonkeyPatch.context() as mp:      # the same for the clients `python -m deploy` builds
+        mp.setenv("AWS_MAX_ATTEMPTS", "1")
+        mp.setenv("AWS_RETRY_MODE", "standard")
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -213,16 +217,36 @@ def test_deploy_create_update_and_read_back(aws, names, capsys):
     assert rc == 0, err
     assert f"stack {job}: no changes (artifact version {version})" in out
 
+    # ---- remove: the stack's Glue resources and alarms go, the staging bucket stays ------------
+    cfn.delete_stack(StackName=job)
+    assert cfn.describe_stacks(StackName=described["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_job(JobName=job)
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_trigger(Name=f"{job}-schedule")
+    assert cw.describe_alarms(AlarmNamePrefix=job)["MetricAlarms"] == []
+    s3.head_bucket(Bucket=staging)                                     # DeletionPolicy: Retain
 
-def test_deploy_names_a_missing_artifact_bucket(names, capsys):
+
+def test_deploy_names_a_missing_artifact_bucket(aws, names, capsys):
     rc, _, err = _deploy({**names, "bucket": f"{names['bucket']}-missing"}, capsys)
     assert rc == 1
     assert f"artifact bucket '{names['bucket']}-missing' does not exist" in err
 
 
-def test_deploy_check_validates_against_the_endpoint(names, capsys):
+def test_deploy_check_validates_against_the_endpoint(aws, names, capsys):
     rc = deploy_cli.main(["--check", "--param", "SsmPrefix=/etl/test", "--param", f"SecretsKmsKeyArn={KMS_KEY}",
                           "--param", "SnowflakePath=/etl/test/snowflake", "--artifact-bucket", names["bucket"]])
     out = capsys.readouterr().out
     assert rc == 0
     assert "cfn-lint: " in out and "CloudFormation ValidateTemplate: OK" in out
+
+
+def test_local_moto_rejects_a_resource_type_it_cannot_create(aws):
+    """moto alone would skip an unsupported type and report CREATE_COMPLETE; the local server fails."""
+    body = json.dumps({"Resources": {"P": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+        "Bucket": "b", "PolicyDocument": {"Statement": []}}}}})
+    with pytest.raises(ClientError) as err:
+        aws("cloudformation").create_stack(StackName=f"unsupported-{uuid.uuid4().hex[:6]}", TemplateBody=body)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert "AWS::S3::BucketPolicy is not supported by the local moto server" in err.value.response["Error"]["Message"]
