@@ -73,6 +73,13 @@ def _deploy(names, capsys, *params: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def _statements(iam, role: str, policy: str) -> dict[str, dict]:
+    """The inline policy's statements by Sid (boto3 decodes IAM's URL-encoded JSON document to a dict)."""
+    doc = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    assert isinstance(doc, dict), doc
+    return {s["Sid"]: s for s in doc["Statement"]}
+
+
 def _expression_parts(expression: str) -> tuple[str, str, str, set[str], str]:
     m = EXPRESSION.fullmatch(expression)
     assert m, f"not a Metrics Insights query of the expected form: {expression}"
@@ -165,8 +172,7 @@ def test_deploy_create_update_and_read_back(aws, names, capsys):
     assert charted == metric_names
 
     # Role: the statements moto stored are the template's, resolved for this account and region.
-    doc = iam.get_role_policy(RoleName=f"{job}-glue-role", PolicyName="glue-etl-job")["PolicyDocument"]
-    stored = {s["Sid"]: s for s in (json.loads(doc) if isinstance(doc, str) else doc)["Statement"]}
+    stored = _statements(iam, f"{job}-glue-role", "glue-etl-job")
     assert set(stored) == set(template_statements())
     for sid, written in template_statements().items():
         assert stored[sid]["Action"] == written["Action"], sid
@@ -250,3 +256,33 @@ def test_local_moto_rejects_a_resource_type_it_cannot_create(aws):
         aws("cloudformation").create_stack(StackName=f"unsupported-{uuid.uuid4().hex[:6]}", TemplateBody=body)
     assert err.value.response["Error"]["Code"] == "ValidationError"
     assert "AWS::S3::BucketPolicy is not supported by the local moto server" in err.value.response["Error"]["Message"]
+
+
+def test_deploy_with_connection_existing_bucket_and_extra_jars(aws, names, capsys):
+    """The template's other branches: a VPC connection, an existing staging bucket, jars, a security config."""
+    glue, iam, s3 = aws("glue"), aws("iam"), aws("s3")
+    job = f"{names['job']}-vpc"
+    staging = f"{names['bucket']}-staging"
+    s3.create_bucket(Bucket=staging)
+    jars = f"s3://{names['bucket']}/glue-etl/jars/mariadb-java-client-2.7.6.jar"
+    rc, out, err = _deploy({**names, "job": job}, capsys, f"StagingBucket={staging}", "GlueConnectionName=etl-vpc",
+                           f"ExtraJars={jars}", "SecurityConfiguration=etl-encrypted", "Parallelism=8")
+    assert rc == 0, err
+    got = glue.get_job(JobName=job)["Job"]
+    assert got["Connections"] == {"Connections": ["etl-vpc"]} and got["SecurityConfiguration"] == "etl-encrypted"
+    arguments = got["DefaultArguments"]
+    assert (arguments["--extra-jars"], arguments["--STAGING_BUCKET"], arguments["--PARALLELISM"]) == \
+        (jars, staging, "8")
+    assert arguments["--TempDir"] == f"s3://{staging}/glue-temp/{job}/"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in
+               aws("cloudformation").describe_stacks(StackName=job)["Stacks"][0]["Outputs"]}
+    assert outputs["StagingBucketName"] == staging           # no bucket created
+    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(f"{job}-stagingbucket")]
+    role = f"{job}-glue-role"
+    assert sorted(iam.list_role_policies(RoleName=role)["PolicyNames"]) == ["glue-etl-connection", "glue-etl-job"]
+    statements = _statements(iam, role, "glue-etl-connection")
+    assert statements["ReadConnection"]["Resource"] == [
+        "arn:aws:glue:us-east-1:123456789012:catalog", "arn:aws:glue:us-east-1:123456789012:connection/etl-vpc"]
+    assert "ec2:CreateNetworkInterface" in statements["JobNetworkInterfaces"]["Action"]
+    write = _statements(iam, role, "glue-etl-job")["ReadWriteStaging"]
+    assert write["Resource"] == [f"arn:aws:s3:::{staging}/{job}/*", f"arn:aws:s3:::{staging}/glue-temp/{job}/*"]
