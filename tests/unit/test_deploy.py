@@ -147,9 +147,11 @@ def test_role_is_least_privilege():
     for sid, s in statements.items():
         actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         assert all("*" not in a for a in actions), sid
-        if s["Resource"] == "*":
-            assert sid == "PublishJobMetrics" and s["Condition"] == {
-                "StringEquals": {"cloudwatch:namespace": job_module.Metrics.NAMESPACE}}
+        if s["Resource"] == "*":          # PutMetricData has no resource: each namespace by condition
+            assert s["Action"] == "cloudwatch:PutMetricData" and list(s["Condition"]) == ["StringEquals"], sid
+    assert statements["PublishJobMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": job_module.Metrics.NAMESPACE}}
+    assert statements["PublishGlueMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Glue"}}
     assert statements["ReadSecrets"]["Action"] == "ssm:GetParameter"
     assert statements["ReadSecrets"]["Resource"].endswith(":parameter${SsmPrefix}/*")
     assert statements["DecryptSecretsThroughSsm"]["Condition"] == {
