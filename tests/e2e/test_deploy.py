@@ -181,7 +181,7 @@ def test_deploy_create_update_and_read_back(aws, names, capsys):
     assert stored["DecryptSecretsThroughSsm"]["Condition"] == {
         "StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}}
     assert stored["ReadArtifacts"]["Resource"] == f"arn:aws:s3:::{names['bucket']}/glue-etl/*"
-    assert stored["ListStaging"]["Condition"] == {"StringLike": {"s3:prefix": [f"{job}/*", f"glue-temp/{job}/*"]}}
+    assert stored["ListStaging"]["Resource"] == f"arn:aws:s3:::{staging}"
     assert stored["ReadWriteStaging"]["Resource"] == [f"arn:aws:s3:::{staging}/{job}/*",
                                                       f"arn:aws:s3:::{staging}/glue-temp/{job}/*"]
     assert stored["PublishJobMetrics"]["Condition"] == {
