@@ -319,7 +319,14 @@ MODELS = (GlueJob, GlueWorkflow, GlueTrigger, CloudWatchAlarm)
 
 def patch_cloudformation() -> None:
     """Unknown resource types fail loudly; executing a change set refreshes the stack's outputs."""
+    import sys
+
+    import moto
     from moto.cloudformation import models, parsing
+
+    if moto.__version__ != MOTO_VERSION:
+        print(f"[moto_cfn] WARNING: written for moto {MOTO_VERSION}, running {moto.__version__}: "
+              "re-check the models against moto's glue/cloudwatch/cloudformation code", file=sys.stderr)
 
     known = parsing.get_model_map()
     missing = [m.cloudformation_type() for m in MODELS if m.cloudformation_type() not in known]
