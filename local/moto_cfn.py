@@ -26,9 +26,11 @@ Also fixed here (``patch_cloudformation``; see local/moto_server.py):
   `python -m deploy` does) keeps no template in moto, so its Outputs stayed empty; executing a
   change set now refreshes the stack's template and outputs, as CloudFormation does.
 
-Not fixed (moto's update diff): a resource whose Condition changes value between two deploys is
-neither created nor deleted by moto's update; CloudFormation does both. moto's change set also
-lists resources whose Condition is false as "Add" (they are not created).
+- a resource whose Condition changes value between two deploys (e.g. GlueConnectionName given on
+  an update) was neither created nor deleted by moto's update; now it is, as CloudFormation does.
+
+Not fixed: moto's change set lists resources whose Condition is false as "Add" (they are not
+created).
 
 Importing this module registers the models: it must be imported before the first create_stack
 (moto caches its list of models, ``parsing.get_model_map``).
@@ -354,6 +356,22 @@ def patch_cloudformation() -> None:
         stack.output_map = stack._create_output_map()
 
     models.ChangeSet.apply = apply
+    original_update = parsing.ResourceMap.update
+
+    def update(self: Any, template: dict, parameters: dict | None = None) -> None:
+        original_update(self, template, parameters)
+        for name, resource_json in self._resource_json_map.items():
+            condition = resource_json.get("Condition")
+            if not condition:
+                continue
+            wanted, exists = self.lazy_condition_map[condition], self._parsed_resources.get(name) is not None
+            if wanted and not exists:
+                self._parsed_resources.pop(name, None)
+                _ = self[name]                          # creates it (moto's lazy map)
+            elif exists and not wanted:
+                self._delete_resource(self._parsed_resources.pop(name), resource_json)
+
+    parsing.ResourceMap.update = update
 
     from moto.iam.models import Role
 

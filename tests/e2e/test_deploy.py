@@ -203,8 +203,9 @@ def test_deploy_create_update_and_read_back(aws, names, capsys):
     assert {k: job_run["Arguments"][k] for k in one_table} == one_table
     assert job_run["Arguments"]["--SNOWFLAKE"] == "/etl/test/snowflake"
 
-    # ---- update: more workers, another schedule, a table subset --------------------------------
-    rc, out, err = _deploy(names, capsys, "NumberOfWorkers=3", "Schedule=cron(30 3 * * ? *)", "Tables=sales.orders")
+    # ---- update: more workers, another schedule, a table subset, a VPC connection -------------
+    update = ("NumberOfWorkers=3", "Schedule=cron(30 3 * * ? *)", "Tables=sales.orders", "GlueConnectionName=etl-vpc")
+    rc, out, err = _deploy(names, capsys, *update)
     assert rc == 0, err
     assert "stack UPDATE_COMPLETE" in out and f"stack {job}: UPDATE done" in out
     assert "artifacts: " in out and "already there" in out            # same files: nothing uploaded
@@ -214,14 +215,23 @@ def test_deploy_create_update_and_read_back(aws, names, capsys):
     assert glue.get_trigger(Name=f"{job}-schedule")["Trigger"]["Schedule"] == "cron(30 3 * * ? *)"
     assert glue.get_trigger(Name=f"{job}-on-success")["Trigger"]["Actions"] == [{"JobName": names["downstream"]}]
     assert [r["Id"] for r in glue.get_job_runs(JobName=job)["JobRuns"]] == [job_run_id]   # runs survive an update
+    assert got["Connections"] == {"Connections": ["etl-vpc"]}
+    assert sorted(iam.list_role_policies(RoleName=f"{job}-glue-role")["PolicyNames"]) == \
+        ["glue-etl-connection", "glue-etl-job"]                          # the conditional policy appeared
     described = cfn.describe_stacks(StackName=job)["Stacks"][0]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
     assert (params["NumberOfWorkers"], params["ArtifactVersion"]) == ("3", version)
 
     # ---- the same again: no changes is success -----------------------------------------------
-    rc, out, err = _deploy(names, capsys, "NumberOfWorkers=3", "Schedule=cron(30 3 * * ? *)", "Tables=sales.orders")
+    rc, out, err = _deploy(names, capsys, *update)
     assert rc == 0, err
     assert f"stack {job}: no changes (artifact version {version})" in out
+
+    # ---- the connection removed again: its policy goes, the job has no connection -------------
+    rc, out, err = _deploy(names, capsys, *update[:-1], "GlueConnectionName=")
+    assert rc == 0, err
+    assert "Connections" not in glue.get_job(JobName=job)["Job"]
+    assert iam.list_role_policies(RoleName=f"{job}-glue-role")["PolicyNames"] == ["glue-etl-job"]
 
     # ---- remove: the stack's Glue resources and alarms go, the staging bucket stays ------------
     cfn.delete_stack(StackName=job)
