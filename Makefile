@@ -9,12 +9,13 @@ STACK := $(PY) -m local.stack
 ANY_PY := $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)
 
 PYTEST_ARGS ?=
+DEPLOY_ARGS ?=
 KEEP_STACK ?= 0
 JOB ?= glue_etl_job.py
 JOB_ARGS ?= --JOB_NAME etl-demo --SNOWFLAKE /etl/local/snowflake --AFFILIATE /etl/local/affiliate \
 	--PROGRAM360 /etl/local/program360 --OPS /etl/local/ops --STAGING_BUCKET etl-staging
 
-.PHONY: help setup stack-up stack-down stack-status seed lint test demo bench clean distclean
+.PHONY: help setup stack-up stack-down stack-status seed lint test demo bench deploy deploy-check clean distclean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,6 +57,13 @@ demo: setup ## start + seed the stack, run glue_etl_job.py as Glue would, stop t
 # Benchmark (bench/README.md): BENCH_RUNS=3, BENCH_SIZES=full|small, KEEP_STACK=1; writes bench/results/.
 bench: setup ## benchmark the job vs psql|gzip, dlt and Sling on the local stack (BENCH_SIZES=small: smoke)
 	@$(PY) -m bench.run
+
+# Deploy to AWS (docs/DEPLOY.md): DEPLOY_ARGS='--artifact-bucket B --param SsmPrefix=/etl/prod ...'.
+deploy: setup ## cfn-lint, upload the job's files, create/update the CloudFormation stack (DEPLOY_ARGS=...)
+	@$(PY) -m deploy $(DEPLOY_ARGS)
+
+deploy-check: setup ## cfn-lint + validate deploy/template.yaml (and DEPLOY_ARGS' parameters); deploys nothing
+	@$(PY) -m deploy --check $(DEPLOY_ARGS)
 
 clean: ## stop the stack and remove .state
 	@$(ANY_PY) -m local.stack clean

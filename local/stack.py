@@ -564,7 +564,8 @@ class Moto(Service):
     marker = "moto_server"
 
     def command(self) -> list[str]:
-        return [_python(), _venv_bin("moto_server"), "-H", HOST, "-p", str(self.port)]
+        # moto's own server plus CloudFormation models for Glue and alarms: see local/moto_server.py.
+        return [_python(), str(ROOT / "local" / "moto_server.py"), "-H", HOST, "-p", str(self.port)]
 
     def check(self) -> None:
         url = f"http://{HOST}:{self.port}/moto-api/data.json"

@@ -1,0 +1,1 @@
+"""Deploy the Glue job with CloudFormation: `python -m deploy` (docs/DEPLOY.md)."""
