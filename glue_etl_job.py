@@ -520,7 +520,8 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #
 # PostgreSQL timestamp / MySQL DATETIME arrive as TimestampNTZType (preferTimestampNTZ);
 # PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType (see ``ZONED_TYPES``).
-# PostgreSQL json/jsonb, enums, uuid, intervals arrive as strings (VARCHAR).
+# PostgreSQL json/jsonb, enums, uuid, inet, xml arrive as strings (VARCHAR). Columns whose typed
+# JDBC value would not arrive exactly travel as text with a fixed target type instead (``type_plan``).
 
 _SIMPLE_TYPES = {
     "ByteType": "NUMBER(3,0)", "ShortType": "NUMBER(5,0)", "IntegerType": "NUMBER(10,0)",
