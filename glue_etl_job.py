@@ -893,8 +893,8 @@ def column_types_query(engine: str, namespace: str, table: str) -> str:
     column_type in lower case, numeric precision and scale."""
     detail = "LOWER(column_type)" if engine == "mysql" else "''"
     return (f"SELECT column_name AS name, LOWER(data_type) AS type, {detail} AS column_type, "
-            f"numeric_precision AS num_precision, numeric_scale AS num_scale FROM information_schema.columns "
-            f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
+            f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length "
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}'")
 
 
 def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]:
@@ -902,7 +902,8 @@ def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]
     def number(v: Any) -> int | None:
         return None if v is None else int(v)
     return {str(r["name"]).lower(): SourceColumn(str(r["name"]), str(r["type"]), str(r.get("column_type") or ""),
-                                                 number(r.get("num_precision")), number(r.get("num_scale")))
+                                                 number(r.get("num_precision")), number(r.get("num_scale")),
+                                                 number(r.get("length")))
             for r in rows}
 
 
@@ -923,6 +924,7 @@ class SourceColumn:
     column_type: str = ""       # MySQL's column_type, lower case ('tinyint(1) unsigned'); '' on PostgreSQL
     precision: int | None = None
     scale: int | None = None
+    length: int | None = None   # character_maximum_length (also the n of PostgreSQL's bit(n))
 
 
 @dataclass(frozen=True)
@@ -974,7 +976,7 @@ def column_travel(engine: str, c: SourceColumn) -> Travel | None:
             "interval": Travel(_text(engine, q), "VARCHAR"),
             "array": Travel(_text(engine, f"to_json({q})"), "VARIANT", typed_ok=True),
         }
-        return rules.get(c.type)
+        return None if c.type == "bit" and c.length == 1 else rules.get(c.type)   # bit(1): BOOLEAN, like MySQL's
     if c.type == "tinyint" and c.column_type.startswith("tinyint(1)"):
         return Travel(_text(engine, q), "NUMBER(3,0)")       # MySQL's BOOLEAN, holding -128..127 (or 0..255)
     if c.type == "year":

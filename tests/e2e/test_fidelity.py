@@ -91,6 +91,8 @@ PG_EXTRA = [
     ("ta", "text[]", [["a", 'b "q"', None], ["", "comma, here"], None, None, ["é"], None]),
     ("x", "xml", ['<a b="1">t &amp; u</a>', None, "<empty/>", None, None, None]),
     ("vb", "bit varying(10)", ["10110", "", "1", None, "0000000000", None]),
+    ("b5", "bit(5)", ["10110", "00000", None, None, None, None]),
+    ("b1", "bit(1)", ["1", "0", None, None, None, None]),
     ("ss", "smallserial", None),                  # its default: 1, 2, 3, ...
 ]
 # The ten days the Gregorian switch skipped, as timestamptz (the typed path moves them by ten days).
@@ -234,6 +236,8 @@ def expected(engine: str, column: str, value):
     if engine == "postgres":
         if column == "C5":
             return value.rstrip(" ")                # char(n): trailing blanks are not part of the value
+        if column == "B1":
+            return value == "1"                     # bit(1) is BOOLEAN
         return value
     if column == "JS":
         return json.loads(value)                    # MySQL returns JSON as text

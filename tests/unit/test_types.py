@@ -21,7 +21,9 @@ PG = {
     "ttz": g.SourceColumn("ttz", "time with time zone"),
     "c": g.SourceColumn("c", "character"),
     "m": g.SourceColumn("m", "money"),
-    "vb": g.SourceColumn("vb", "bit varying"),
+    "vb": g.SourceColumn("vb", "bit varying", length=10),
+    "b1": g.SourceColumn("b1", "bit", length=1),
+    "b5": g.SourceColumn("b5", "bit", length=5),
     "iv": g.SourceColumn("iv", "interval"),
     "arr": g.SourceColumn("arr", "array"),
     "u": g.SourceColumn("u", "uuid"),
@@ -64,7 +66,7 @@ def test_mysql_types_the_drivers_read_exactly_stay_typed():
 
 @pytest.mark.parametrize("name, sf_type", [
     ("tstz", "TIMESTAMP_TZ(6)"), ("t", "TIME(6)"), ("ttz", "VARCHAR"), ("c", "VARCHAR"), ("m", "NUMBER(19,2)"),
-    ("vb", "VARCHAR"), ("iv", "VARCHAR"), ("arr", "VARIANT")])
+    ("vb", "VARCHAR"), ("b5", "VARCHAR"), ("iv", "VARCHAR"), ("arr", "VARIANT")])
 def test_postgres_awkward_types_travel_as_text_with_a_fixed_type(name, sf_type):
     assert travel("postgres", PG, name).sf_type == sf_type
 
@@ -73,7 +75,7 @@ def test_postgres_verbatim_types_are_the_column_itself_typed_as_spark_reads_it()
     for name in ("amount", "free", "ts", "d"):
         t = travel("postgres", PG, name)
         assert (t.expr, t.sf_type, t.typed_ok) == (None, None, True)
-    for name in ("id", "u", "txt"):
+    for name in ("id", "u", "txt", "b1"):                     # bit(1) stays typed (BOOLEAN)
         assert travel("postgres", PG, name) is None
 
 
@@ -84,7 +86,7 @@ def test_timestamptz_is_utc_text_with_a_full_offset():
 
 def test_a_transform_gets_typed_values_where_they_are_exact():
     plan = g.type_plan("postgres", PG, [c.name for c in PG.values()], "s.t", transform=True)
-    assert sorted(plan.text) == ["c", "iv", "m", "t", "ttz", "vb"]
+    assert sorted(plan.text) == ["b5", "c", "iv", "m", "t", "ttz", "vb"]
     plan = g.type_plan("mysql", MY, [c.name for c in MY.values()], "s.t", transform=True)
     assert sorted(plan.text) == ["b8", "dur", "flag", "uflag", "y"]
 
@@ -124,16 +126,19 @@ def test_column_types_query_parses_in_both_engines():
         parsed = sqlglot.parse_one(g.column_types_query(engine, "sales", "orders"), read=engine,
                                    error_level=ErrorLevel.RAISE)
         assert [e.alias for e in parsed.expressions] == ["name", "type", "column_type", "num_precision",
-                                                         "num_scale"]
+                                                         "num_scale", "length"]
 
 
 def test_source_columns_reads_the_facts():
     facts = g.source_columns([{"name": "Flag", "type": "tinyint", "column_type": "tinyint(1)",
-                               "num_precision": Decimal(3), "num_scale": 0},
+                               "num_precision": Decimal(3), "num_scale": 0, "length": None},
                               {"name": "n", "type": "numeric", "column_type": "", "num_precision": None,
-                               "num_scale": None}])
+                               "num_scale": None, "length": None},
+                              {"name": "b", "type": "bit", "column_type": "", "num_precision": None,
+                               "num_scale": None, "length": 4}])
     assert facts == {"flag": g.SourceColumn("Flag", "tinyint", "tinyint(1)", 3, 0),
-                     "n": g.SourceColumn("n", "numeric", "", None, None)}
+                     "n": g.SourceColumn("n", "numeric", "", None, None),
+                     "b": g.SourceColumn("b", "bit", "", None, None, 4)}
 
 
 def test_planned_target_types():
