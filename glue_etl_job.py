@@ -562,7 +562,8 @@ def snowflake_settings(secret: Mapping[str, Any], path: str) -> SnowflakeSetting
 #
 # PostgreSQL timestamp / MySQL DATETIME arrive as TimestampNTZType (preferTimestampNTZ);
 # PostgreSQL timestamptz / MySQL TIMESTAMP as TimestampType (see ``ZONED_TYPES``).
-# PostgreSQL json/jsonb, enums, uuid, intervals arrive as strings (VARCHAR).
+# PostgreSQL json/jsonb, enums, uuid, inet, xml arrive as strings (VARCHAR). Columns whose typed
+# JDBC value would not arrive exactly travel as text with a fixed target type instead (``type_plan``).
 
 _SIMPLE_TYPES = {
     "ByteType": "NUMBER(3,0)", "ShortType": "NUMBER(5,0)", "IntegerType": "NUMBER(10,0)",
@@ -696,15 +697,17 @@ class Column:
         return ref
 
 
-def columns_for(schema_fields: Iterable[tuple[str, Any]], table: str) -> list[Column]:
-    """Map (name, Spark type) pairs to Columns; unsupported types or names are a clear error."""
+def columns_for(schema_fields: Iterable[tuple[str, Any]], table: str,
+                sf_types: Mapping[str, str] | None = None) -> list[Column]:
+    """Map (name, Spark type) pairs to Columns (``sf_types`` names some columns' types instead);
+    unsupported types or names are a clear error."""
     cols, problems = [], []
     for name, spark_type in schema_fields:
         if not _IDENT.match(name):
             problems.append(f"column {name!r} is not a plain identifier (letters, digits, _); "
                             f"rename it in a 'transform' or leave it out with 'columns'")
             continue
-        sf = snowflake_type(spark_type)
+        sf = (sf_types or {}).get(name) or snowflake_type(spark_type)
         if sf is None:
             problems.append(f"column {name} has unsupported type {spark_type}; cast it in a 'transform' "
                             f"or leave it out with 'columns'")
@@ -1010,22 +1013,195 @@ MYSQL_TEXT_FORMATS = {"datetime": ("%Y-%m-%d %H:%i:%s.%f", "0000-00-00 00:00:00.
                       "date": ("%Y-%m-%d", "0000-00-00")}
 
 
-def column_types_query(namespace: str, table: str) -> str:
-    """Each column's name and information_schema data_type (lower case); the same SQL for both engines."""
-    return (f"SELECT column_name AS name, LOWER(data_type) AS type FROM information_schema.columns "
-            f"WHERE table_schema = '{namespace}' AND table_name = '{table}'")
+def column_types_query(engine: str, namespace: str, table: str) -> str:
+    """Each column's information_schema facts (see ``SourceColumn``): name, data_type and MySQL's
+    column_type in lower case, numeric precision and scale."""
+    detail = "LOWER(column_type)" if engine == "mysql" else "''"
+    return (f"SELECT column_name AS name, LOWER(data_type) AS type, {detail} AS column_type, "
+            f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length "
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}'")
 
 
-def verbatim_columns(engine: str, types: Mapping[str, str], columns: Iterable[str],
-                     partition_column: str | None = None) -> list[str]:
-    """Which of ``columns`` to read as text and stage verbatim (see VERBATIM_TYPES).
+def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]:
+    """``column_types_query``'s rows as SourceColumns, by lower-case name."""
+    def number(v: Any) -> int | None:
+        return None if v is None else int(v)
+    return {str(r["name"]).lower(): SourceColumn(str(r["name"]), str(r["type"]), str(r.get("column_type") or ""),
+                                                 number(r.get("num_precision")), number(r.get("num_scale")),
+                                                 number(r.get("length")))
+            for r in rows}
 
-    ``types`` maps lower-case column names to their source types. MySQL's text columns are
-    expressions of the source query, so its partition column, which the split predicates
-    compare, stays typed.
+
+# ----- type plan: how each source column travels ---------------------------------------
+#
+# Read from information_schema (``column_types_query``), never from a JDBC driver's quirks
+# (tinyInt1isBit, yearIsDateType, how a driver decodes TIME): types whose typed JDBC value
+# would not arrive exactly are turned into text (or a number's text) by the pushed-down
+# source SQL, and get their Snowflake type here. README "Type mapping" lists every rule.
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """What information_schema says about one source column."""
+
+    name: str
+    type: str                   # data_type, lower case ('tinyint', 'time with time zone', 'array', ...)
+    column_type: str = ""       # MySQL's column_type, lower case ('tinyint(1) unsigned'); '' on PostgreSQL
+    precision: int | None = None
+    scale: int | None = None
+    length: int | None = None   # character_maximum_length (also the n of PostgreSQL's bit(n))
+
+
+@dataclass(frozen=True)
+class Travel:
+    """A column read as text: the SQL giving its text, and its target type."""
+
+    expr: str | None            # pushed-down SQL for its text; None: the column itself, read as text
+    sf_type: str | None         # the Snowflake type; None: the one of Spark's typed schema
+    typed_ok: bool = False      # a transform gets the typed value instead (its typed value is exact)
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """A pushed-down search for a value that cannot arrive exactly: finding one fails the table."""
+
+    column: str
+    bad: str                    # SQL condition true for such a value
+    text: str                   # SQL giving the value's text, for the message
+    why: str
+    fix: str
+
+
+_VIEW_FIX = "load a view that casts it, or leave it out with 'columns'"
+
+
+def _text(engine: str, q: str) -> str:
+    return f"CAST({q} AS {'CHAR' if engine == 'mysql' else 'text'})"
+
+
+def column_travel(engine: str, c: SourceColumn) -> Travel | None:
+    """How ``c`` travels when its typed JDBC value would not arrive exactly (None: typed, as Spark reads it)."""
+    q = source_quote(engine, c.name)
+    if c.type in VERBATIM_TYPES.get(engine, ()):
+        if engine == "mysql":
+            pattern, zero = MYSQL_TEXT_FORMATS[c.type]
+            return Travel(f"NULLIF(DATE_FORMAT({q}, '{pattern}'), '{zero}')", None, typed_ok=True)
+        return Travel(None, None, typed_ok=True)
+    if engine == "postgres":
+        rules = {
+            # UTC text with an explicit +00:00 (the server's own text ends in '+00'): no calendar shift.
+            "timestamp with time zone": Travel(f"(({q} AT TIME ZONE 'UTC')::text || '+00:00')", "TIMESTAMP_TZ(6)",
+                                               typed_ok=True),
+            "time without time zone": Travel(_text(engine, q), "TIME(6)"),
+            "time with time zone": Travel(_text(engine, q), "VARCHAR"),          # Snowflake's TIME has no offset
+            "character": Travel(_text(engine, q), "VARCHAR"),        # the cast drops char(n)'s insignificant blanks
+            "money": Travel(_text(engine, f"CAST({q} AS numeric)"), "NUMBER(19,2)"),
+            "bit": Travel(_text(engine, q), "VARCHAR"),
+            "bit varying": Travel(_text(engine, q), "VARCHAR"),
+            "interval": Travel(_text(engine, q), "VARCHAR"),
+            "array": Travel(_text(engine, f"to_json({q})"), "VARIANT", typed_ok=True),
+        }
+        return None if c.type == "bit" and c.length == 1 else rules.get(c.type)   # bit(1): BOOLEAN, like MySQL's
+    if c.type == "tinyint" and c.column_type.startswith("tinyint(1)"):
+        return Travel(_text(engine, q), "NUMBER(3,0)")       # MySQL's BOOLEAN, holding -128..127 (or 0..255)
+    if c.type == "year":
+        return Travel(_text(engine, f"{q} + 0"), "NUMBER(4,0)")
+    if c.type == "time":
+        return Travel(_text(engine, q), "VARCHAR")           # a duration, -838:59:59..838:59:59
+    if c.type == "bit" and c.column_type != "bit(1)":
+        return Travel(_text(engine, f"{q} + 0"), "NUMBER(20,0)")
+    return None
+
+
+def column_check(engine: str, c: SourceColumn) -> ValueCheck | None:
+    """The pushed-down check for ``c``'s values, when Snowflake's type cannot hold every one of them."""
+    q = source_quote(engine, c.name)
+    if c.type in ("numeric", "decimal") and (c.precision is None or c.precision > 38):
+        # Spark reads numeric without precision as Decimal(38,18), and a wider one at most 38 digits.
+        scale = 18 if c.precision is None else min(c.scale or 0, 38)
+        bound = "1" + "0" * (38 - scale)
+        return ValueCheck(c.name, f"{q} <> ROUND({q}, {scale}) OR ABS({q}) >= {bound}", _text(engine, q),
+                          f"does not fit NUMBER(38,{scale}) (at most {scale} decimals and {38 - scale} integer "
+                          f"digits)", f"declare it numeric(p,s) with p <= 38, or {_VIEW_FIX}")
+    if engine == "postgres" and c.type == "time without time zone":
+        return ValueCheck(c.name, f"{q} > '23:59:59.999999'", _text(engine, q),
+                          "is beyond Snowflake's TIME range (00:00:00 to 23:59:59.999999999)", _VIEW_FIX)
+    if engine == "postgres" and c.type == "money":
+        n = f"CAST({q} AS numeric)"
+        return ValueCheck(c.name, f"{n} <> ROUND({n}, 2)", _text(engine, n),
+                          "has more than 2 decimals (lc_monetary), NUMBER(19,2) cannot hold it", _VIEW_FIX)
+    return None
+
+
+@dataclass(frozen=True)
+class TypePlan:
+    """How a table's selected columns travel: ``text`` ones by name, and the checks of their values."""
+
+    text: Mapping[str, Travel]
+    checks: Sequence[ValueCheck]
+
+    @property
+    def exprs(self) -> dict[str, str]:
+        """Column -> the pushed-down SQL giving its text (for ``source_query``)."""
+        return {c: t.expr for c, t in self.text.items() if t.expr}
+
+    def columns(self, fields: Iterable[tuple[str, Any]], typed: Mapping[str, Any], table: str) -> list[Column]:
+        """Target columns of the DataFrame's (name, Spark type) fields; a text column (still a string after
+        any transform) gets its planned type, or that of Spark's ``typed`` schema."""
+        pairs, override = [], {}
+        for name, spark_type in fields:
+            travel = self.text.get(name)
+            if travel is not None and type(spark_type).__name__ == "StringType":
+                if travel.sf_type:
+                    override[name] = travel.sf_type
+                else:
+                    spark_type = typed[name]
+            pairs.append((name, spark_type))
+        return columns_for(pairs, table, override)
+
+
+def type_plan(engine: str, facts: Mapping[str, SourceColumn], columns: Iterable[str], table: str,
+              partition_column: str | None = None, transform: bool = False) -> TypePlan:
+    """The plan for ``columns`` (source spelling; ``facts`` keyed by lower-case name).
+
+    A transform gets typed values where they are exact (``Travel.typed_ok``), text otherwise.
+    The partition column stays typed (the split predicates compare it) unless its text is the
+    column itself; one whose typed value is not exact is refused.
     """
-    return [c for c in columns if types.get(c.lower()) in VERBATIM_TYPES.get(engine, ())
-            and not (engine == "mysql" and c == partition_column)]
+    text, checks = {}, []
+    for name in columns:
+        fact = facts.get(name.lower())
+        if fact is None:
+            continue
+        check = column_check(engine, fact)
+        if check is not None:
+            checks.append(check)
+        travel = column_travel(engine, fact)
+        if travel is None or (transform and travel.typed_ok):
+            continue
+        if name == partition_column and travel.expr is not None:
+            if not travel.typed_ok:
+                raise EtlError(f"{table}: partition_column {name} is {fact.column_type or fact.type}, which travels "
+                               f"as text; partition on a numeric, date or timestamp column")
+            continue
+        text[name] = travel
+    return TypePlan(text, checks)
+
+
+def value_checks_query(engine: str, namespace: str, table: str, predicate: str | None,
+                       checks: Sequence[ValueCheck]) -> str | None:
+    """One pushed-down query: for each check, the text of one offending value in the window (or NULL)."""
+    if not checks:
+        return None
+    ref, where = source_table_ref(engine, namespace, table), f"({predicate}) AND " if predicate else ""
+    parts = [f"(SELECT {c.text} FROM {ref} WHERE {where}({c.bad}) LIMIT 1) AS bad_{i}" for i, c in enumerate(checks)]
+    return "SELECT " + ", ".join(parts)
+
+
+def value_problems(row: Mapping[str, Any], checks: Sequence[ValueCheck]) -> list[str]:
+    """Each offending value ``value_checks_query`` found, as a message naming column, value and fix."""
+    return [f"column {c.column} holds {row[f'bad_{i}']!s}, which {c.why}; {c.fix}"
+            for i, c in enumerate(checks) if row.get(f"bad_{i}") is not None]
 
 
 # ----- delta windows -----------------------------------------------------------------
@@ -1090,17 +1266,14 @@ def delta_predicate(engine: str, column: str, watermark: Watermark | None, *, lo
 
 
 def source_query(engine: str, namespace: str, table: str, columns: Sequence[str] | None,
-                 predicate: str | None, text_columns: Mapping[str, str] | None = None) -> str:
-    """The extract's SELECT of ``columns`` (None: all). MySQL sends ``text_columns`` (name -> its
-    DATE or DATETIME type) as the server's text; PostgreSQL's driver already does (VERBATIM_TYPES)."""
-    text = dict(text_columns or {}) if engine == "mysql" else {}
+                 predicate: str | None, exprs: Mapping[str, str] | None = None) -> str:
+    """The extract's SELECT of ``columns`` (None: all); ``exprs`` maps a column to the pushed-down SQL
+    that gives its text (``TypePlan.exprs``), selected under the column's own name."""
+    exprs = dict(exprs or {})
 
     def select(c: str) -> str:
         q = source_quote(engine, c)
-        if c not in text:
-            return q
-        pattern, zero = MYSQL_TEXT_FORMATS[text[c]]
-        return f"NULLIF(DATE_FORMAT({q}, '{pattern}'), '{zero}') AS {q}"
+        return f"{exprs[c]} AS {q}" if c in exprs else q
 
     cols = ", ".join(select(c) for c in columns) if columns else "*"
     sql = f"SELECT {cols} FROM {source_table_ref(engine, namespace, table)}"
@@ -1928,6 +2101,9 @@ class Table:
             window_rows = int(stats["n"] or 0)
             if ts:
                 self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
+            facts = source_columns(source.query(column_types_query(source.engine, cfg.namespace, cfg.source_table)))
+            plan = type_plan(source.engine, facts, selected, cfg.key, part_col, cfg.transform is not None)
+            self._check_values(source, plan, predicate)
             self._windowed = cfg.mode == "INCREMENTAL" and bool(predicate)   # reads part of the table
             if self._windowed and cfg.count_source:
                 # Only the summary needs the whole table's count: it runs beside extract, stage and COPY.
@@ -1937,27 +2113,23 @@ class Table:
                         window_rows=window_rows, predicate=json.dumps(predicate))
 
         with self._step("extract") as info:
-            types = {r["name"].lower(): r["type"] for r in source.query(
-                column_types_query(cfg.namespace, cfg.source_table))}
-            # A transform gets typed values; otherwise some types travel as the source's text.
-            verbatim = [] if cfg.transform else verbatim_columns(source.engine, types, selected, part_col)
+            # Some types travel as the source's text (see ``type_plan``).
             sql = source_query(source.engine, cfg.namespace, cfg.source_table,
-                               selected if cfg.columns or verbatim else None, predicate,
-                               {c: types[c.lower()] for c in verbatim})
+                               selected if cfg.columns or plan.text else None, predicate, plan.exprs)
             n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
             predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
                 if part_col else []
-            df = source.read(sql, cfg.fetch_size, predicates, verbatim)
+            df = source.read(sql, cfg.fetch_size, predicates, list(plan.text))
             zoned = ZONED_TYPES[source.engine]
             df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
-                            if types.get(f.name.lower()) in zoned and type(f.dataType).__name__ == "TimestampNTZType"
+                            if f.name.lower() in facts and facts[f.name.lower()].type in zoned
+                            and type(f.dataType).__name__ == "TimestampNTZType"
                             else df[f"`{f.name}`"] for f in df.schema.fields])
             if cfg.transform is not None:
                 df = cfg.transform(df)
-            # Verbatim columns are strings in df; their target types come from the typed schema.
-            cols = columns_for([(f.name, schema[f.name].dataType if f.name in verbatim else f.dataType)
-                                for f in df.schema.fields], cfg.key)
-            info.update(partitions=max(1, len(predicates)), verbatim=len(verbatim), sql=json.dumps(sql),
+            cols = plan.columns([(f.name, f.dataType) for f in df.schema.fields],
+                                {f.name: f.dataType for f in schema.fields}, cfg.key)
+            info.update(partitions=max(1, len(predicates)), verbatim=len(plan.text), sql=json.dumps(sql),
                         **({"split": json.dumps(predicates)} if predicates else {}))
 
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
@@ -2054,6 +2226,13 @@ class Table:
         if len(pk) == 1 and type(schema[pk[0]].dataType).__name__ in numeric:
             return pk[0]
         return None
+
+    def _check_values(self, source: JdbcSource, plan: TypePlan, predicate: str | None) -> None:
+        """Fail the table, before anything is read or written, on a value that cannot arrive exactly."""
+        sql = value_checks_query(source.engine, self.cfg.namespace, self.cfg.source_table, predicate, plan.checks)
+        problems = value_problems(source.query_one(sql), plan.checks) if sql else []
+        if problems:
+            raise EtlError(f"{self.cfg.key}: nothing was loaded: " + "; ".join(problems))
 
     def _null_timestamps(self, source: JdbcSource, ts: str, in_window: int) -> None:
         """Count rows whose timestamp is NULL and apply the table's policy; never drop them silently.

@@ -2,6 +2,8 @@
 
 Each engine gets one copy of its torture table per mode. The job runs twice (the second time
 after every row's timestamp moved, so INCREMENTAL and UPSERT go through their UPDATE path).
+Beside each torture table, a "bad" table holds values Snowflake's types cannot hold: it must fail
+before anything is written, naming each value.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from decimal import Decimal
 
 import pytest
@@ -68,6 +71,63 @@ MY_ROWS = [
 ]
 
 
+# More columns of the torture tables: (name, DDL type, values of the rows with ids 1..6).
+PG_EXTRA = [
+    ("t6", "time(6)", [dt.time(23, 59, 59, 999999), dt.time(0, 0), dt.time(12, 34, 56, 500000), None,
+                       dt.time(0, 0, 0, 1), None]),
+    ("ttz", "timetz(6)", ["12:00:00.123456+05:30", "23:59:59.999999-12", "00:00:00+00", None, "06:30:00-03:30",
+                          None]),
+    # numeric without precision: 38 digits, 18 of them decimals, fit NUMBER(38,18) exactly.
+    ("nfree", "numeric", [Decimal("12345678901234567890.123456789012345678"), Decimal("-0.000000000000000001"),
+                          Decimal("0"), None, Decimal("-99999999999999999999.999999999999999999"), Decimal("1.5")]),
+    ("m", "money", ["1234.56", "-92233720368547758.08", "0", None, "92233720368547758.07", "0.01"]),
+    ("c5", "char(5)", ["ab", "abcde", "", None, " a", "a b"]),
+    ("u", "uuid", ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", None, "00000000-0000-0000-0000-000000000000", None,
+                   None, None]),
+    ("ip", "inet", ["192.168.0.1/24", "::1", "10.0.0.1", None, "2001:db8::1/64", None]),
+    ("iv", "interval", ["1 year 2 mons 3 days 04:05:06.789", "-00:00:01", "0", None, "100 years",
+                        "-1 mons +2 days"]),
+    ("ia", "int[]", [[1, 2, None], [], [[1, 2], [3, 4]], None, [-2147483648], None]),
+    ("ta", "text[]", [["a", 'b "q"', None], ["", "comma, here"], None, None, ["é"], None]),
+    ("x", "xml", ['<a b="1">t &amp; u</a>', None, "<empty/>", None, None, None]),
+    ("vb", "bit varying(10)", ["10110", "", "1", None, "0000000000", None]),
+    ("b5", "bit(5)", ["10110", "00000", None, None, None, None]),
+    ("b1", "bit(1)", ["1", "0", None, None, None, None]),
+    ("ss", "smallserial", None),                  # its default: 1, 2, 3, ...
+]
+# The ten days the Gregorian switch skipped, as timestamptz (the typed path moves them by ten days).
+PG_GAP = [dt.datetime(1582, 10, day, 0, 0, 0, day, tzinfo=dt.UTC) for day in range(5, 15)]
+MY_EXTRA = [
+    # MySQL's BOOLEAN is TINYINT(1), which holds -128..127.
+    ("flag", "tinyint(1)", [-1, 2, 127, -128, 0, None]),
+    ("dur", "time(6)", ["838:59:59", "-838:59:59", "-12:30:00.5", "25:00:00.000001", "23:59:59.999999", None]),
+    ("y", "year", [2024, 1901, 2155, 0, None, 1970]),
+    ("bt1", "bit(1)", [b"\x01", b"\x00", None, None, None, None]),
+    ("b64", "bit(64)", [b"\xff" * 8, b"\x00" * 8, b"\xa5", None, None, None]),
+    ("tu", "tinyint unsigned", [255, 0, None, None, None, None]),
+    ("su", "smallint unsigned", [65535, 0, None, None, None, None]),
+    ("mi", "mediumint", [-8388608, 8388607, None, None, None, None]),
+    ("mu", "mediumint unsigned", [16777215, 0, None, None, None, None]),
+    ("iu", "int unsigned", [4294967295, 0, None, None, None, None]),
+    ("st", "set('a','b','c')", ["a,c", "", "a,b,c", None, None, None]),
+    ("d65", "decimal(65,30)", [Decimal("12345678.123456789012345678901234567890"),
+                               Decimal("-0.000000000000000000000000000001"), Decimal("0"), None,
+                               Decimal("-99999999.999999999999999999999999999999"), None]),
+    ("l1", "varchar(20) CHARACTER SET latin1", ["é ü ß ÿ", "", None, None, None, None]),
+    ("ch", "char(5)", ["ab", "abcde", "", None, " a", None]),
+]
+# Values Snowflake's types cannot hold; the table must fail naming each.
+PG_BAD = ("CREATE TABLE torture.bad_{t} (id int PRIMARY KEY, n numeric, t time(6), "
+          "updated_at timestamp(6) NOT NULL DEFAULT '2026-01-01')",
+          "INSERT INTO torture.bad_{t} (id, n, t) VALUES (1, 1.5, '12:00'), (2, 1.1234567890123456789012, '24:00:00')",
+          ["column n holds 1.1234567890123456789012, which does not fit NUMBER(38,18)",
+           "column t holds 24:00:00, which is beyond Snowflake's TIME range"])
+MY_BAD = ("CREATE TABLE torture.bad_{t} (id int PRIMARY KEY, d65 decimal(65,30), "
+          "updated_at datetime(6) NOT NULL DEFAULT '2026-01-01')",
+          "INSERT INTO torture.bad_{t} (id, d65) VALUES (1, 1.5), (2, 123456789.5)",
+          ["column d65 holds 123456789.500000000000000000000000000000, which does not fit NUMBER(38,30)"])
+
+
 def with_texts(rows: list[tuple], text_index: int) -> list[tuple]:
     """The rows, then one row per nasty text (other columns NULL), ids from 100."""
     width = len(rows[0])
@@ -76,32 +136,61 @@ def with_texts(rows: list[tuple], text_index: int) -> list[tuple]:
     return rows + extra
 
 
+def ddl(base: str, extra: list[tuple]) -> str:
+    """The torture table's DDL with the extra columns before updated_at."""
+    head, tail = re.split(r",\s*updated_at", base)
+    return head + "".join(f", {name} {kind}" for name, kind, _ in extra) + ", updated_at" + tail
+
+
+def insert(cur, table: str, columns: list[str], rows: list[tuple]) -> None:
+    cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", rows)
+
+
+def with_extra(rows: list[tuple], extra: list[tuple]) -> list[tuple]:
+    """The rows with ids 1..6 get their extra values, the others NULL."""
+    given = [values for _, _, values in extra if values is not None]
+    return [r + tuple(v[r[0] - 1] if r[0] <= 6 else None for v in given) for r in rows]
+
+
+PG_BASE = ["id", "i16", "i32", "i64", "dec38", "dec_tiny", "f8", "f4", "txt", "d", "ts", "tstz", "b", "by", "js"]
+MY_BASE = ["id", "i8", "u64", "i64", "dec65", "f8", "f4", "txt", "vc", "d", "dt6", "ts6", "b", "bin", "bl", "js", "en"]
+
+
 @pytest.fixture(scope="module")
 def loaded(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fidelity")
     h.reset_target_schema("TORTURE")
-    pg_rows, my_rows = with_texts(PG_ROWS, 8), with_texts(MY_ROWS, 7)
+    pg_gap = [(7 + i, *[None] * 8, ts.date(), None, ts) + (None,) * 3 for i, ts in enumerate(PG_GAP)]
+    pg_rows = with_extra(with_texts(PG_ROWS, 8) + pg_gap, PG_EXTRA)
+    my_rows = with_extra(with_texts(MY_ROWS, 7), MY_EXTRA)
+    pg_cols = PG_BASE + [n for n, _, v in PG_EXTRA if v is not None]
+    my_cols = MY_BASE + [n for n, _, v in MY_EXTRA if v is not None]
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS torture CASCADE; CREATE SCHEMA torture")
         for t in MODES:
-            cur.execute(PG_DDL.format(t=t))
-            cur.executemany(f"INSERT INTO torture.{t} VALUES ({', '.join(['%s'] * 15)})", pg_rows)
+            cur.execute(ddl(PG_DDL.format(t=t), PG_EXTRA))
+            insert(cur, f"torture.{t}", pg_cols, pg_rows)
+            cur.execute(PG_BAD[0].format(t=t))
+            cur.execute(PG_BAD[1].format(t=t))
     with h.mysql_cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS torture")
         cur.execute("CREATE DATABASE torture CHARACTER SET utf8mb4")
         cur.execute("SET time_zone = '+00:00'")
         for t in MODES:
-            cur.execute(MY_DDL.format(t=t))
-            cur.executemany(f"INSERT INTO torture.{t} VALUES ({', '.join(['%s'] * 17)}, DEFAULT)", my_rows)
+            cur.execute(ddl(MY_DDL.format(t=t), MY_EXTRA))
+            insert(cur, f"torture.{t}", my_cols, my_rows)
+            cur.execute(MY_BAD[0].format(t=t))
+            cur.execute(MY_BAD[1].format(t=t))
     tables = {}
     for group, prefix in (("AFFILIATE", "PG"), ("PROGRAM360", "MY")):
         for t, mode in MODES.items():
-            entry = {"ssmKey": group, "target_table": f"TORTURE.{prefix}_{t.upper()}", "operations": {"type": mode}}
-            if mode != "APPEND":
-                entry["primary_key"] = "ID"
-            if mode == "INCREMENTAL":
-                entry["timestamp_column"] = "UPDATED_AT"
-            tables[(prefix, f"torture.{t}")] = entry
+            for source, target in ((t, t.upper()), (f"bad_{t}", f"BAD_{t.upper()}")):
+                entry = {"ssmKey": group, "target_table": f"TORTURE.{prefix}_{target}", "operations": {"type": mode}}
+                if mode != "APPEND":
+                    entry["primary_key"] = "ID"
+                if mode == "INCREMENTAL":
+                    entry["timestamp_column"] = "UPDATED_AT"
+                tables[(prefix, f"torture.{source}")] = entry
     runs = []
     for prefix in ("PG", "MY"):
         registry = {k: v for (p, k), v in tables.items() if p == prefix}
@@ -115,9 +204,55 @@ def loaded(stack_env, tmp_path_factory):
         for t in rerun:
             cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
     for prefix in ("PG", "MY"):
-        registry = {k: v for (p, k), v in tables.items() if p == prefix and "append" not in k}
+        registry = {k: v for (p, k), v in tables.items() if p == prefix and "append" not in k and "bad_" not in k}
         runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}-2"))
     return runs
+
+
+def torture_ok(runs) -> None:
+    """Every torture table loaded in every run; only the bad tables failed."""
+    for run in runs:
+        statuses = h.summary(run)
+        assert statuses, run.stdout[-3000:]
+        for key, row in statuses.items():
+            assert row["status"] == ("FAILED" if ".bad_" in key else "OK"), f"{key}: {run.stdout[-3000:]}"
+
+
+def mysql_time_text(value: dt.timedelta) -> str:
+    """MySQL's text of a TIME(6) value (a duration): [-]H:MM:SS.ffffff, hours beyond 24."""
+    sign, value = ("-", -value) if value < dt.timedelta(0) else ("", value)
+    seconds = value.days * 86400 + value.seconds
+    return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{value.microseconds:06d}"
+
+
+# Source columns read as their PostgreSQL text: the target holds exactly that text (README "Type mapping").
+PG_AS_TEXT = {"TTZ", "IV"}
+
+
+def expected(engine: str, column: str, value):
+    """The source value as the target must hold it (README "Type mapping")."""
+    if value is None:
+        return None
+    if engine == "postgres":
+        if column == "C5":
+            return value.rstrip(" ")                # char(n): trailing blanks are not part of the value
+        if column == "B1":
+            return value == "1"                     # bit(1) is BOOLEAN
+        return value
+    if column == "JS":
+        return json.loads(value)                    # MySQL returns JSON as text
+    if column == "TS6":
+        return value.replace(tzinfo=dt.UTC)         # TIMESTAMP read in UTC
+    if column in ("D", "DT6") and isinstance(value, str) and value.startswith("0000-00-00"):
+        return None                                 # zero dates load as NULL
+    if column == "DUR":
+        return mysql_time_text(value)
+    if column in ("BT1", "B64"):
+        number = int.from_bytes(value, "big")
+        return bool(number) if column == "BT1" else number
+    if column == "CH":
+        return value.rstrip(" ")
+    return value
 
 
 def typed(value):
@@ -130,25 +265,44 @@ def typed(value):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("engine", ["postgres", "mysql"])
 def test_every_value_survives(loaded, engine, mode):
-    for run in loaded:
-        assert run.returncode == 0, run.stdout[-3000:]
+    torture_ok(loaded)
     prefix = "PG" if engine == "postgres" else "MY"
-    read = h.pg_rows if engine == "postgres" else h.mysql_rows
     if engine == "mysql":
         with h.mysql_cursor("torture") as cur:
             cur.execute("SET time_zone = '+00:00'")
             cur.execute(f"SELECT * FROM torture.{mode} ORDER BY id")
             cols, src = [d[0].upper() for d in cur.description], list(cur.fetchall())
     else:
-        cols, src = read("affiliate", f"torture.{mode}", "id")
+        with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM torture.{mode} LIMIT 0")
+            names = [d[0] for d in cur.description]
+            # money as its number (locale-free), and the types that arrive as PostgreSQL's text.
+            select = ", ".join(f"{n}::numeric AS {n}" if n == "m" else f"{n}::text AS {n}" if n.upper() in PG_AS_TEXT
+                               else n for n in names)
+            cur.execute(f"SELECT {select} FROM torture.{mode} ORDER BY id")
+            cols, src = [d[0].upper() for d in cur.description], cur.fetchall()
     tgt = h.sf_rows(f"ETL_DB.TORTURE.{prefix}_{mode.upper()}", cols, '"ID"')
-    json_col = cols.index("JS")
-    tgt = [tuple(json.loads(v) if i == json_col and v is not None else v for i, v in enumerate(r)) for r in tgt]
-    if engine == "mysql":   # MySQL returns JSON as text; TIMESTAMP read in UTC above
-        src = [tuple(json.loads(v) if i == json_col and v is not None else
-                     (v.replace(tzinfo=dt.UTC) if cols[i] == "TS6" and v is not None else
-                      None if cols[i] in ("D", "DT6") and isinstance(v, str) and v.startswith("0000-00-00") else v)
-                     for i, v in enumerate(r)) for r in src]
+    variant = {"JS", "IA", "TA"} if engine == "postgres" else {"JS"}
+    tgt = [tuple(json.loads(v) if cols[i] in variant and v is not None else v for i, v in enumerate(r)) for r in tgt]
+    src = [tuple(expected(engine, cols[i], v) for i, v in enumerate(r)) for r in src]
     assert len(src) == len(tgt)
     for s, t in zip(src, tgt, strict=True):
         assert tuple(map(typed, s)) == tuple(map(typed, t)), f"row {s[0]} differs"
+    if engine == "postgres":                        # the ten skipped days arrived as themselves
+        gap = [h.norm(r[cols.index("TSTZ")]) for r in tgt if 7 <= r[0] <= 16]
+        assert gap == [h.norm(t) for t in PG_GAP]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_a_value_snowflake_cannot_hold_fails_its_table_naming_it(loaded, engine, mode):
+    prefix, bad = ("PG", PG_BAD) if engine == "postgres" else ("MY", MY_BAD)
+    run = loaded[0 if engine == "postgres" else 1]
+    key = f"torture.bad_{mode}"
+    assert h.summary(run)[key]["status"] == "FAILED"
+    message = next(line for line in run.stdout.splitlines() if line.startswith(f"{key}: "))
+    assert "nothing was loaded" in message
+    for text in bad[2]:
+        assert text in message, message
+    assert h.sf_scalar("SELECT COUNT(*) FROM ETL_DB.information_schema.tables WHERE table_schema = 'TORTURE' "
+                       f"AND table_name = '{prefix}_BAD_{mode.upper()}'") == 0

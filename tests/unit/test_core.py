@@ -371,37 +371,6 @@ def test_source_queries():
         "SUM(CASE WHEN `ts` IS NULL THEN 1 ELSE 0 END) AS nulls FROM `p`.`m`"
 
 
-def test_mysql_text_columns_are_formatted_by_the_server():
-    sql = g.source_query("mysql", "p", "m", ["id", "dt", "d"], "`id` > 3", {"dt": "datetime", "d": "date"})
-    assert sql == ("SELECT `id`, NULLIF(DATE_FORMAT(`dt`, '%Y-%m-%d %H:%i:%s.%f'), '0000-00-00 00:00:00.000000') "
-                   "AS `dt`, NULLIF(DATE_FORMAT(`d`, '%Y-%m-%d'), '0000-00-00') AS `d` FROM `p`.`m` WHERE `id` > 3")
-    parsed = sqlglot.parse_one(sql, read="mysql", error_level=ErrorLevel.RAISE)
-    assert [e.alias_or_name for e in parsed.expressions] == ["id", "dt", "d"]
-    # PostgreSQL's driver sends the server's text itself: its query is unchanged.
-    assert g.source_query("postgres", "s", "t", ["id", "ts"], None, {"ts": "timestamp without time zone"}) == \
-        'SELECT "id", "ts" FROM "s"."t"'
-
-
-def test_column_types_query_parses_in_both_engines():
-    sql = g.column_types_query("sales", "orders")
-    for dialect in ("postgres", "mysql"):
-        parsed = sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
-        assert [e.alias for e in parsed.expressions] == ["name", "type"]
-
-
-def test_verbatim_columns_are_plain_numerics_dates_and_timestamps():
-    types = {"id": "numeric", "amount": "numeric", "ts": "timestamp without time zone",
-             "tstz": "timestamp with time zone", "d": "date", "t": "text"}
-    cols = ["id", "Amount", "ts", "tstz", "d", "t"]
-    assert g.verbatim_columns("postgres", types, cols) == ["id", "Amount", "ts", "d"]   # names match in any case
-    # MySQL: DATETIME and DATE, formatted by the server; DECIMAL stays typed (its text for zero is 0E-10).
-    types = {"dt": "datetime", "dt2": "datetime", "n": "decimal", "ts": "timestamp", "d": "date"}
-    assert g.verbatim_columns("mysql", types, ["dt", "dt2", "n", "ts", "d"]) == ["dt", "dt2", "d"]
-    # ... except the partition column: the split predicates compare it, so it stays typed.
-    assert g.verbatim_columns("mysql", types, ["dt", "dt2"], partition_column="dt") == ["dt2"]
-    assert g.verbatim_columns("postgres", {"ts": "timestamp without time zone"}, ["ts"], "ts") == ["ts"]
-
-
 @pytest.mark.parametrize("lo, hi, n, values", [
     (1, 100, 3, [None, -5, 1, 33, 34, 66, 67, 100, 10**12]),
     (Decimal("0.5"), Decimal("1000.25"), 4, [None, Decimal("-1"), Decimal("0.5"), Decimal("250.4375"),
