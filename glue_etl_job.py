@@ -2108,6 +2108,8 @@ class Table:
             wh.execute(replace_table_sql(self.target, self.stage_table, cols))
             r.inserted, r.updated = staged, 0
             self._write_state(wh, state)
+            self.ctx.leases.release(wh, cfg.target)     # the target is loaded: counting it needs no lease
+            self._released = True
             return
         with wh.transaction():
             self._check_lease(wh, release=True)
