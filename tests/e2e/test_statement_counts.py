@@ -149,3 +149,18 @@ def test_a_reread_of_unchanged_rows_updates_none_and_a_changed_row_counts_one(ru
     assert load_line(third, key)["updated"] == "1"
     assert h.sf_query(f'SELECT "V" FROM ETL_DB.STMT.{table.upper()} WHERE "ID" = 1') == [(None,)]
     assert h.sf_query(f'SELECT "V" FROM ETL_DB.STMT.{table.upper()} WHERE "ID" = 2') == [(None,)]
+
+
+def test_each_runs_staging_table_is_its_own_temporary_table_and_is_dropped(runs, tmp_path_factory):
+    """Another session cannot see a temporary table at all, so a query from outside proves nothing:
+    the recorded statements show each table's own CREATE TEMPORARY TABLE and its DROP."""
+    created, dropped = [], []
+    for path in sorted(Path(tmp_path_factory.getbasetemp()).glob("stmt*/sql-*.jsonl")):
+        for line in path.read_text().splitlines():
+            sql = json.loads(line)["sql"]
+            if m := re.match(r'CREATE TEMPORARY TABLE ("ETL_DB"\."ETL_META"\."STAGE__STMT__\w+")', sql):
+                created.append(m[1])
+            elif m := re.match(r'DROP TABLE IF EXISTS ("ETL_DB"\."ETL_META"\."STAGE__STMT__\w+")$', sql):
+                dropped.append(m[1])
+    assert len(created) == len(set(created)) >= 3 * (len(KINDS) - 1)     # a name per run and table
+    assert sorted(created) == sorted(dropped)
