@@ -1904,6 +1904,7 @@ class Table:
         files: list[str] = []
         prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
         skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
+        untouched = False
         self._remove_dead_runs(source.settings.database, prefix)
         try:
             if not skip:
@@ -1914,12 +1915,14 @@ class Table:
                         raise EtlError(f"{cfg.key}: extract/stage failed: {java_error_text(exc)}") from None
                     files = self.ctx.staging.part_files(prefix)
                     info.update(files=len(files))
-            if skip:
+            # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
+            untouched = skip and not (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
+            if untouched:
                 self._nothing_to_load(wh, cols, target_cols, plan)
             else:
                 self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
         finally:
-            self._cleanup(wh, prefix, dropping=not skip)
+            self._cleanup(wh, prefix, dropping=not untouched)
 
     def _remove_dead_runs(self, database: str, prefix: str) -> None:
         """Delete staging files that earlier runs of this table left behind (killed before cleanup).
