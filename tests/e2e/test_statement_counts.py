@@ -106,7 +106,7 @@ def runs(stack_env, tmp_path_factory):
         record = tmp / f"sql-{n}.jsonl"
         proc = h.run_job(tmp, registry(), job_name=f"e2e-stmt-{n}", launcher=["tests/e2e/record_sql.py", str(record)])
         assert proc.returncode == 0, proc.stdout[-4000:]
-        out[n] = (proc, counts(record))
+        out[n] = (proc, counts(record), record)
     return out
 
 
@@ -151,11 +151,11 @@ def test_a_reread_of_unchanged_rows_updates_none_and_a_changed_row_counts_one(ru
     assert h.sf_query(f'SELECT "V" FROM ETL_DB.STMT.{table.upper()} WHERE "ID" = 2') == [(None,)]
 
 
-def test_each_runs_staging_table_is_its_own_temporary_table_and_is_dropped(runs, tmp_path_factory):
+def test_each_runs_staging_table_is_its_own_temporary_table_and_is_dropped(runs):
     """Another session cannot see a temporary table at all, so a query from outside proves nothing:
     the recorded statements show each table's own CREATE TEMPORARY TABLE and its DROP."""
     created, dropped = [], []
-    for path in sorted(Path(tmp_path_factory.getbasetemp()).glob("stmt*/sql-*.jsonl")):
+    for path in (runs[n][2] for n in (1, 2, 3)):
         for line in path.read_text().splitlines():
             sql = json.loads(line)["sql"]
             if m := re.match(r'CREATE TEMPORARY TABLE ("ETL_DB"\."ETL_META"\."STAGE__STMT__\w+")', sql):
