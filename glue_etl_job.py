@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import os
+import random
 import re
 import sys
 import threading
@@ -808,9 +809,15 @@ def staged_columns(cols: Sequence[Column]) -> list[Column]:
     return [*cols, Column(name.lower(), name, "NUMBER(1,0)")]
 
 
+def stage_table_name(target_schema: str, target_name: str, run_tag: str) -> str:
+    """The staging table's name: one per run and table (the run's tag keeps two runs' apart)."""
+    return f"STAGE__{target_schema}__{target_name}__{run_tag}"
+
+
 def create_stage_table_sql(stage: str, cols: Sequence[Column]) -> str:
+    """A temporary table: visible to this session only, gone when it ends, no Fail-safe (docs/SNOWFLAKE.md)."""
     defs = ", ".join(f"{qi(c.name)} {c.stage_type}" for c in cols)
-    return f"CREATE OR REPLACE TRANSIENT TABLE {stage} ({defs})"
+    return f"CREATE TEMPORARY TABLE {stage} ({defs})"
 
 
 def create_table_sql(target: str, cols: Sequence[Column]) -> str:
@@ -846,26 +853,55 @@ def deduplicated_sql(stage: str, cols: Sequence[Column], pk: Sequence[str], orde
             f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY {order}) = 1)")
 
 
-def upsert_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str],
-               order_by: str | None) -> tuple[str | None, str]:
-    """(UPDATE matched keys, INSERT new keys): MERGE's effect as two DML statements.
+def _differs(col: Column) -> str:
+    """NULL-safe "the target's value is not the staged one" (IS DISTINCT FROM, docs/SNOWFLAKE.md).
 
-    Run in that order inside one transaction they do exactly what ``MERGE ... WHEN MATCHED
-    THEN UPDATE WHEN NOT MATCHED THEN INSERT`` does. The emulator cannot run MERGE inside a
-    transaction and Snowflake runs either, so the pair is used everywhere. The UPDATE is
-    None when every column is part of the key.
+    VARIANT values are compared as their JSON text (TO_JSON of both sides): equal values give
+    equal text, and the comparison never depends on how VARIANT equality treats objects.
+    """
+    target = f"t.{qi(col.name)}"
+    if col.sf_type == "VARIANT":
+        return f"TO_JSON({target}) IS DISTINCT FROM TO_JSON({col.load_expr})"
+    return f"{target} IS DISTINCT FROM {col.load_expr}"
+
+
+def merge_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None) -> str:
+    """UPSERT / INCREMENTAL: one MERGE from the deduplicated staged rows.
+
+    A matched row is rewritten only when some non-key value differs, so a re-read of unchanged
+    rows (``lookback_seconds``) updates nothing and RowsUpdated counts real changes. The source
+    has one row per key (``deduplicated_sql``), which keeps the MERGE deterministic.
     """
     src = deduplicated_sql(stage, cols, pk, order_by)
     non_key = [c for c in cols if c.name not in pk]
-    update = None
-    if non_key:
-        sets = ", ".join(f"{qi(c.name)} = {c.load_expr}" for c in non_key)
-        update = f"UPDATE {target} t SET {sets} FROM {src} s WHERE {_key_join(pk)}"
     names = ", ".join(qi(c.name) for c in cols)
-    exprs = ", ".join(c.load_expr for c in cols)
-    insert = (f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {src} s "
-              f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {_key_join(pk)})")
-    return update, insert
+    values = ", ".join(c.load_expr for c in cols)
+    matched = ""
+    if non_key:
+        differs = " OR ".join(_differs(c) for c in non_key)
+        sets = ", ".join(f"{qi(c.name)} = {c.load_expr}" for c in non_key)
+        matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"
+    return (f"MERGE INTO {target} t USING {src} s ON {_key_join(pk)}{matched} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})")
+
+
+def merge_counts(names: Sequence[str], row: Sequence[Any] | None) -> tuple[int, int]:
+    """(inserted, updated) from a MERGE's result row; a column is absent when its clause is."""
+    rec = dict(zip([n.lower() for n in names], row or (), strict=False))
+    return int(rec.get("number of rows inserted") or 0), int(rec.get("number of rows updated") or 0)
+
+
+def load_statements(mode: str, truncate_before_insert: bool, target: str, stage: str, cols: Sequence[Column],
+                    pk: Sequence[str], order_by: str | None) -> list[tuple[str, str]]:
+    """The load transaction's statements for a mode other than FULL, as (kind, sql):
+    kind "merge" or "insert" gives the row counts, "delete" empties the target first."""
+    replace = mode == "TRUNCATE_INSERT" or (mode == "INCREMENTAL" and truncate_before_insert)
+    out = [("delete", delete_all_sql(target))] if replace else []
+    if pk and mode in ("INCREMENTAL", "UPSERT") and not replace:
+        return out + [("merge", merge_sql(target, stage, cols, pk, order_by))]
+    dedupe = pk and mode != "APPEND"      # APPEND inserts every row read, no checks
+    source = deduplicated_sql(stage, cols, pk, order_by) if dedupe else stage
+    return out + [("insert", insert_sql(target, source, cols))]
 
 
 def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
@@ -918,6 +954,7 @@ def create_schema_sql(database: str, schema: str) -> str:
 
 
 STATE_TABLE = "ETL_LOAD_STATE"
+_NOW = "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
 
 
 def create_state_table_sql(state: str) -> str:
@@ -927,23 +964,24 @@ def create_state_table_sql(state: str) -> str:
             f'"ROWS_LOADED" NUMBER(19,0), "UPDATED_AT" TIMESTAMP_NTZ(6))')
 
 
-def read_state_sql(state: str) -> str:
-    return (f'SELECT "WATERMARK_COLUMN", "WATERMARK", "RUN_ID" FROM {state} '
-            f'WHERE "TARGET_TABLE" = %(target)s')
+_STATE_VALUES = (("TARGET_TABLE", "target"), ("SOURCE_TABLE", "source"), ("MODE", "mode"),
+                 ("WATERMARK_COLUMN", "column"), ("WATERMARK", "watermark"), ("RUN_ID", "run_id"),
+                 ("ROWS_LOADED", "rows"))
 
 
-def write_state_sqls(state: str) -> list[str]:
-    """Replace a table's state row (DELETE + INSERT: plain DML, inside the load transaction)."""
-    return [
-        f'DELETE FROM {state} WHERE "TARGET_TABLE" = %(target)s',
-        f'INSERT INTO {state} ("TARGET_TABLE", "SOURCE_TABLE", "MODE", "WATERMARK_COLUMN", "WATERMARK", '
-        f'"RUN_ID", "ROWS_LOADED", "UPDATED_AT") SELECT %(target)s, %(source)s, %(mode)s, %(column)s, '
-        f'%(watermark)s, %(run_id)s, %(rows)s, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ',
-    ]
+def write_state_sql(state: str) -> str:
+    """Replace a table's state row in one statement (plain DML: inside the load transaction)."""
+    src = ", ".join(f"%({param})s AS {qi(col)}" for col, param in _STATE_VALUES)
+    cols = [col for col, _ in _STATE_VALUES]
+    sets = ", ".join(f"{qi(c)} = s.{qi(c)}" for c in cols[1:])
+    names = ", ".join(qi(c) for c in cols)
+    values = ", ".join(f"s.{qi(c)}" for c in cols)
+    return (f'MERGE INTO {state} t USING (SELECT {src}) s ON t."TARGET_TABLE" = s."TARGET_TABLE" '
+            f'WHEN MATCHED THEN UPDATE SET {sets}, "UPDATED_AT" = {_NOW} '
+            f'WHEN NOT MATCHED THEN INSERT ({names}, "UPDATED_AT") VALUES ({values}, {_NOW})')
 
 
 LEASE_TABLE = "ETL_LOAD_LEASE"
-_NOW = "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
 
 
 def create_lease_table_sql(lease: str) -> str:
@@ -955,25 +993,87 @@ def create_lease_table_sql(lease: str) -> str:
 def lease_sqls(lease: str) -> dict[str, str]:
     """Statements of the per-target lease: one run at a time loads a target table.
 
-    A lease is a row per target. ``claim`` is a conditional UPDATE (free, expired or already ours):
-    Snowflake serialises UPDATEs of one table, so exactly one of two concurrent claims changes the
-    row and the other sees it taken (rowcount 0). The clock is Snowflake's, never a worker's.
+    A lease is a row per target, but nothing relies on there being one: Snowflake enforces no
+    key and runs INSERTs in parallel, so two first-time ``seed``s can leave two rows. Every
+    statement that takes or uses a lease also requires that no other holder's lease on the
+    target is live (``_NO_OTHER``), and the load transaction begins with ``hold_release``, an
+    UPDATE of the lease rows that holds their lock until COMMIT. The argument is written down
+    in docs/GUARANTEES.md ("Two runs at once"). The clock is Snowflake's, never a worker's.
     """
     expires = f"DATEADD(SECOND, %(seconds)s, {_NOW})"
+    no_other = (f'NOT EXISTS (SELECT 1 FROM {lease} o WHERE o."TARGET_TABLE" = %(target)s '
+                f'AND o."HOLDER" <> %(holder)s AND o."EXPIRES_AT" > {_NOW})')
+    ours = f'"TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s AND "EXPIRES_AT" > {_NOW} AND {no_other}'
+    free = 'NULL, "ACQUIRED_AT" = NULL, "EXPIRES_AT" = NULL'
     return {
         "seed": (f'INSERT INTO {lease} ("TARGET_TABLE") SELECT %(target)s WHERE NOT EXISTS '
                  f'(SELECT 1 FROM {lease} WHERE "TARGET_TABLE" = %(target)s)'),
         "claim": (f'UPDATE {lease} SET "HOLDER" = %(holder)s, "ACQUIRED_AT" = {_NOW}, "EXPIRES_AT" = {expires} '
                   f'WHERE "TARGET_TABLE" = %(target)s AND ("HOLDER" IS NULL OR "HOLDER" = %(holder)s '
-                  f'OR "EXPIRES_AT" < {_NOW})'),
+                  f'OR "EXPIRES_AT" <= {_NOW}) AND {no_other}'),
         "holder": (f'SELECT "HOLDER", "ACQUIRED_AT", "EXPIRES_AT" FROM {lease} WHERE "TARGET_TABLE" = %(target)s '
-                   f'ORDER BY "EXPIRES_AT" DESC NULLS LAST LIMIT 1'),
-        "held": (f'SELECT COUNT(*) FROM {lease} WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s '
-                 f'AND "EXPIRES_AT" > {_NOW}'),
-        "renew": f'UPDATE {lease} SET "EXPIRES_AT" = {expires} WHERE "HOLDER" = %(holder)s',
-        "release": (f'UPDATE {lease} SET "HOLDER" = NULL, "ACQUIRED_AT" = NULL, "EXPIRES_AT" = NULL '
-                    f'WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s'),
+                   f'AND "HOLDER" <> %(holder)s AND "EXPIRES_AT" > {_NOW} ORDER BY "EXPIRES_AT" DESC LIMIT 1'),
+        # The re-read after a claim (part of the plan read, ``plan_read_sql``): this run's live rows, others' live rows.
+        "mine": (f'SELECT COUNT_IF("HOLDER" = %(holder)s AND "EXPIRES_AT" > {_NOW}) FROM {lease} '
+                 f'WHERE "TARGET_TABLE" = %(target)s'),
+        "others": (f'SELECT MAX("HOLDER") FROM {lease} WHERE "TARGET_TABLE" = %(target)s '
+                   f'AND "HOLDER" <> %(holder)s AND "EXPIRES_AT" > {_NOW}'),
+        "hold": f'UPDATE {lease} SET "EXPIRES_AT" = {expires} WHERE {ours}',
+        "hold_release": f'UPDATE {lease} SET "HOLDER" = {free} WHERE {ours}',
+        "renew": f'UPDATE {lease} SET "EXPIRES_AT" = {expires} WHERE "HOLDER" = %(holder)s AND "EXPIRES_AT" > {_NOW}',
+        "release": f'UPDATE {lease} SET "HOLDER" = {free} WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s',
     }
+
+
+# Snowflake's error for a statement aborted on a lock (too many waiters, or a lock wait timeout);
+# the emulator raises it for a write-write conflict (local/fakesnow_server.py).
+LOCK_CONFLICT = re.compile(r"\b000625\b")
+
+
+def is_lock_conflict(message: str) -> bool:
+    return bool(LOCK_CONFLICT.search(message))
+
+
+def backoff_seconds(attempt: int, cap: float, rnd: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: a random wait in [cap/8, min(cap, 0.25 * 2**attempt)]."""
+    ceiling = min(cap, 0.25 * 2 ** min(attempt, 16))
+    return max(cap / 8, ceiling * rnd())
+
+
+PLAN_VALUES = 4     # lease rows of this run, another live holder, state watermark column, state watermark
+
+
+def plan_read_sql(database: str, state: str, lease: str, target: str | None) -> str:
+    """One round trip before anything is read from the source: the lease re-read after the claim,
+    the table's state row, the target's row count (``target`` given: expected to exist) and the
+    target's columns (``target_columns_sql``, one row per column; NULLs when it has none)."""
+    sql = lease_sqls(lease)
+    state_row = f'FROM {state} WHERE "TARGET_TABLE" = %(target)s'
+    values = [f"({sql['mine']})", f"({sql['others']})", f'(SELECT MAX("WATERMARK_COLUMN") {state_row})',
+              f'(SELECT MAX("WATERMARK") {state_row})']
+    if target:
+        values.append(f"(SELECT COUNT(*) FROM {target})")
+    return (f"SELECT x.*, c.* FROM (SELECT {', '.join(values)}) x "
+            f"LEFT JOIN ({target_columns_sql(database)}) c ON TRUE")
+
+
+@dataclass(frozen=True)
+class PlanRead:
+    """What ``plan_read_sql`` returned."""
+
+    mine: int
+    other_holder: str | None
+    state_column: str | None
+    state_watermark: str | None
+    target_rows: int | None                  # None: not counted (the target may not exist)
+    target_columns: dict[str, str]           # name -> its type's text (``target_type``)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]], counted: bool) -> PlanRead:
+        n = PLAN_VALUES + (1 if counted else 0)
+        first = rows[0]
+        cols = {r[n]: target_type(*r[n + 1:]) for r in rows if r[n] is not None}
+        return cls(int(first[0] or 0), first[1], first[2], first[3], int(first[4]) if counted else None, cols)
 
 
 # ----- source SQL (PostgreSQL / MySQL) --------------------------------------------------
@@ -1817,12 +1917,17 @@ def connect_snowflake(settings: SnowflakeSettings) -> Warehouse:
                                       f"{args.get('user')}: {exc}")) from None
 
 
+class LeaseTaken(EtlError):
+    """Another run holds the target's lease (found by the re-read after the claim): skip the table."""
+
+
 class Leases:
     """Per-target leases held by this run, kept alive by a heartbeat on a connection of its own.
 
     ``acquire`` claims a target's lease (waiting up to ``wait`` seconds for a live holder to let
-    go); a run that cannot claim it skips the table. A run killed outright stops renewing, so its
-    leases expire after ``seconds`` and the next run takes the table over.
+    go); a run that cannot claim it skips the table. The plan read re-reads the lease
+    (``confirm``); the load transaction checks it and takes its lock (``hold``). A run killed
+    outright stops renewing, so its leases expire after ``seconds`` and the next run takes over.
     """
 
     def __init__(self, connect: Callable[[], Warehouse], table: str, holder: str, seconds: int, wait: int = 0):
@@ -1835,43 +1940,60 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _params(self, target: str = "") -> dict:
+    def params(self, target: str = "") -> dict:
         return {"target": target, "holder": self.holder, "seconds": self.seconds}
 
     def acquire(self, wh: Warehouse, target: str) -> str | None:
-        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""
+        """Claim ``target``; None when this run holds it, else who holds it (for the log).
+
+        Only a lock conflict (a concurrent claim) is retried, after a jittered backoff; any other
+        error fails the table with the error.
+        """
         deadline = time.monotonic() + self.wait
+        pause = max(0.5, min(5.0, self.seconds / 4))
         for attempt in range(1000):
             try:
-                if attempt == 0 and wh.execute(self._sql["claim"], self._params(target)).rowcount:
+                if attempt == 0 and wh.execute(self._sql["claim"], self.params(target)).rowcount:
                     return None          # the usual case: the target's lease row exists and is free
-                wh.execute(self._sql["seed"], self._params(target))
-                if wh.execute(self._sql["claim"], self._params(target)).rowcount:
+                wh.execute(self._sql["seed"], self.params(target))
+                if wh.execute(self._sql["claim"], self.params(target)).rowcount:
                     return None
-            except EtlError as exc:      # a concurrent claim won a write conflict: the lease is taken
+                row = wh.rows(self._sql["holder"], self.params(target))
+            except EtlError as exc:
+                if not (isinstance(exc, LockConflict) or is_lock_conflict(str(exc))):
+                    raise EtlError(f"cannot claim the lease of {target} in {self.table}: {exc}") from None
                 log.info("step=lease target=%s claim_conflict=%s", target, exc)
-            row = wh.rows(self._sql["holder"], self._params(target))
-            holder, since, until = row[0] if row else (None, None, None)
-            if holder is None:          # released between our claim and our look: claim again
+                time.sleep(backoff_seconds(attempt, pause))
                 continue
+            if not row:                  # released between our claim and our look: claim again
+                time.sleep(backoff_seconds(attempt, pause))
+                continue
+            holder, since, until = row[0]
             if time.monotonic() >= deadline:
                 return f"run {holder} (since {since} UTC, lease until {until} UTC)"
             log.info("step=lease target=%s waiting_for=%s", target, holder)
-            time.sleep(min(5.0, max(0.5, self.seconds / 4)))
+            time.sleep(pause * (0.75 + 0.5 * random.random()))
         raise EtlError(f"cannot claim the lease of {target} in {self.table}")
 
-    def held(self, wh: Warehouse, target: str) -> bool:
-        return bool(wh.scalar(self._sql["held"], self._params(target)))
+    def confirm(self, target: str, plan: PlanRead) -> None:
+        """The re-read after the claim: this run's lease is live and no other run's is."""
+        if plan.other_holder is not None or not plan.mine:
+            raise LeaseTaken(f"run {plan.other_holder or '(unknown)'} claimed {target} at the same time")
+
+    def hold(self, wh: Warehouse, target: str, release: bool) -> bool:
+        """Still ours and nobody else's? The UPDATE locks the lease rows until the transaction ends;
+        with ``release`` they are freed by the same COMMIT that commits the load."""
+        return bool(wh.execute(self._sql["hold_release" if release else "hold"], self.params(target)).rowcount)
 
     def release(self, wh: Warehouse, target: str) -> None:
         for attempt in range(3):
             try:
-                wh.execute(self._sql["release"], self._params(target))
+                wh.execute(self._sql["release"], self.params(target))
                 return
             except EtlError as exc:      # a write conflict with our own heartbeat: try again
                 if attempt == 2:
                     log.warning("step=lease target=%s release_failed=%s expires_in=%ds", target, exc, self.seconds)
-                time.sleep(0.2)
+                time.sleep(backoff_seconds(attempt, 1.0))
 
     def start(self) -> None:
         self._stop.clear()
@@ -1888,7 +2010,7 @@ class Leases:
         while not self._stop.wait(max(0.5, self.seconds / 4)):
             try:
                 wh = wh or self._connect()
-                wh.execute(self._sql["renew"], self._params())
+                wh.execute(self._sql["renew"], self.params())
             except Exception as exc:   # the next beat tries again; a lease outlives a few missed beats
                 log.warning("step=lease heartbeat_failed=%s", REDACTOR.clean(str(exc)))
                 if wh is not None:
@@ -2028,10 +2150,12 @@ class Table:
         self.result = TableResult(cfg.key, cfg.mode, cfg.target)
         self._windowed = False
         self._source_count: Future | None = None
+        self._released = False              # the load's COMMIT released the lease
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
-        # The staging table lives in the job's own schema: a failed table leaves nothing beside its target.
-        self.stage_table = fqn(db, ctx.args.state_schema, f"STAGE__{cfg.target_schema}__{cfg.target_name}")
+        # A temporary table of this run's session, named per run, in the job's own schema.
+        self.stage_table = fqn(db, ctx.args.state_schema,
+                               stage_table_name(cfg.target_schema, cfg.target_name, uuid.uuid4().hex[:12].upper()))
 
     # --- the run --------------------------------------------------------------------
 
@@ -2049,8 +2173,13 @@ class Table:
                 return self.result
             try:
                 self._run(source, wh)
+            except LeaseTaken as exc:
+                self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"
+                self.log.warning("step=lease skipped=true %s", exc)
+                return self.result
             finally:
-                self.ctx.leases.release(wh, self.cfg.target)
+                if not self._released:
+                    self.ctx.leases.release(wh, self.cfg.target)
             self.result.status = "OK"
         except Exception as exc:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
@@ -2088,9 +2217,10 @@ class Table:
                 if cfg.timestamp_column else None
             selected = [resolve_column(c, names, cfg.key, "columns") for c in cfg.columns] if cfg.columns else names
             delta_col = ts or (pk[0] if len(pk) == 1 else None)
+            plan = self._plan_read(wh)
             # FULL redefines the target from the source schema: it never needs the target's columns.
-            target_cols = self._target_columns(wh) if cfg.mode != "FULL" else {}
-            watermark = self._watermark(wh, delta_col, target_cols) if cfg.mode == "INCREMENTAL" else None
+            target_cols = plan.target_columns if cfg.mode != "FULL" else {}
+            watermark = self._watermark(wh, delta_col, plan) if cfg.mode == "INCREMENTAL" else None
             predicate = delta_predicate(source.engine, delta_col, watermark, lookback_seconds=cfg.lookback_seconds,
                                         null_policy=cfg.null_timestamps) if watermark and delta_col else None
             if predicate is None and ts and cfg.null_timestamps == "exclude":
@@ -2137,6 +2267,7 @@ class Table:
         files: list[str] = []
         prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
         skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
+        untouched = False
         self._remove_dead_runs(source.settings.database, prefix)
         try:
             if not skip:
@@ -2147,9 +2278,14 @@ class Table:
                         raise EtlError(f"{cfg.key}: extract/stage failed: {java_error_text(exc)}") from None
                     files = self.ctx.staging.part_files(prefix)
                     info.update(files=len(files))
-            self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
+            # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
+            untouched = skip and not (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
+            if untouched:
+                self._nothing_to_load(wh, cols, target_cols, plan)
+            else:
+                self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
         finally:
-            self._cleanup(wh, prefix)
+            self._cleanup(wh, prefix, dropping=not untouched)
 
     def _remove_dead_runs(self, database: str, prefix: str) -> None:
         """Delete staging files that earlier runs of this table left behind (killed before cleanup).
@@ -2165,12 +2301,17 @@ class Table:
         if removed:
             self.log.info("step=cleanup removed_dead_run_files=%d", removed)
 
-    def _cleanup(self, wh: Warehouse, prefix: str) -> None:
-        """Drop the staging table and the run's staging files, success or not (never loaded twice)."""
-        try:
-            wh.execute(drop_table_sql(self.stage_table))
-        except EtlError as exc:
-            self.log.warning("step=cleanup stage_table=%s error=%s", self.stage_table, exc)
+    def _cleanup(self, wh: Warehouse, prefix: str, dropping: bool = True) -> None:
+        """Drop the staging table and the run's staging files, success or not (never loaded twice).
+
+        The staging table is temporary (gone with the session), but the session goes on to the
+        thread's next table: drop it now rather than keep its storage until the session ends.
+        """
+        if dropping:
+            try:
+                wh.execute(drop_table_sql(self.stage_table))
+            except EtlError as exc:
+                self.log.warning("step=cleanup stage_table=%s error=%s", self.stage_table, exc)
         if not self.ctx.args.keep_staging:
             try:
                 self.ctx.staging.delete(prefix)
@@ -2210,6 +2351,17 @@ class Table:
         self.result.target_rows = int(wh.scalar(count_sql(self.target)))
         if self.result.source_rows is None and not self._windowed:
             self.result.source_rows = int(staged)     # the read covered the whole table
+
+    def _nothing_to_load(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str],
+                         plan: PlanRead) -> None:
+        """The source read has no rows for a mode that only adds: the target and the state stay as they are."""
+        self.result.delta_rows, self.result.inserted, self.result.updated = 0, 0, 0
+        if self._source_count is not None:
+            self.result.source_rows = int(self._source_count.result()["n"])
+        self._check_target(wh, cols, target_cols)
+        self.result.target_rows = plan.target_rows if plan.target_rows is not None else 0
+        if self.result.source_rows is None and not self._windowed:
+            self.result.source_rows = 0
 
     # --- steps -------------------------------------------------------------------------
 
@@ -2251,22 +2403,36 @@ class Table:
                            f"'include' or 'exclude'")
         self.log.warning("step=plan null_timestamps=%d policy=%s", nulls, policy)
 
-    def _target_columns(self, wh: Warehouse) -> dict[str, str]:
-        rows = wh.rows(target_columns_sql(self.ctx.snowflake.database),
-                       {"schema": self.cfg.target_schema, "table": self.cfg.target_name})
-        return {row[0]: target_type(*row[1:]) for row in rows}
+    def _plan_read(self, wh: Warehouse) -> PlanRead:
+        """Lease re-read, state, target columns and row count in one statement (docs/PERFORMANCE.md).
 
-    def _watermark(self, wh: Warehouse, delta_col: str | None, target_cols: Mapping[str, str]) -> Watermark | None:
+        The count needs the target: it is asked for first, and a target that does not exist yet
+        (error 002003) costs one more statement, on the first run only.
+        """
+        params = {**self.ctx.leases.params(self.cfg.target), "schema": self.cfg.target_schema,
+                  "table": self.cfg.target_name}
+        db, state, lease = self.ctx.snowflake.database, self.ctx.state_table, self.ctx.leases.table
+        counted = self.cfg.mode != "FULL"
+        try:
+            rows = wh.rows(plan_read_sql(db, state, lease, self.target if counted else None), params)
+        except EtlError as exc:
+            if not counted or "002003" not in str(exc):
+                raise
+            counted, rows = False, wh.rows(plan_read_sql(db, state, lease, None), params)
+        plan = PlanRead.from_rows(rows, counted)
+        self.ctx.leases.confirm(self.cfg.target, plan)
+        return plan
+
+    def _watermark(self, wh: Warehouse, delta_col: str | None, plan: PlanRead) -> Watermark | None:
         """Where the delta starts: the state table, else the target's MAX, else nowhere (full load)."""
         if delta_col is None:
             return None
-        column = delta_col.upper()
-        if not target_cols or not wh.scalar(count_sql(self.target)):
+        column, target_cols = delta_col.upper(), plan.target_columns
+        if not target_cols or not plan.target_rows:
             self.log.info("step=plan note=target missing or empty, loading every row")
             return None
-        rows = wh.rows(read_state_sql(self.ctx.state_table), {"target": self.cfg.target})
-        if rows and rows[0][1] is not None and rows[0][0] == column:
-            return Watermark(column, rows[0][1])
+        if plan.state_watermark is not None and plan.state_column == column:
+            return Watermark(column, plan.state_watermark)
         if column in target_cols:
             high = watermark_text(wh.scalar(max_sql(self.target, column)))
             if high is not None:
@@ -2304,39 +2470,40 @@ class Table:
 
     def _load(self, wh: Warehouse, cols: Sequence[Column], pk: Sequence[str], order_by: str | None,
               staged: int, state: Mapping[str, Any]) -> None:
-        """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state)."""
+        """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state).
+
+        The transaction begins with the lease check, which locks the lease until COMMIT and
+        releases it with the same COMMIT (docs/GUARANTEES.md "Two runs at once").
+        """
         cfg, r = self.cfg, self.result
         if cfg.mode == "FULL":
-            self._check_lease(wh)
+            self._check_lease(wh, release=False)         # DDL commits by itself: no transaction to lock in
             wh.execute(replace_table_sql(self.target, self.stage_table, cols))
             r.inserted, r.updated = staged, 0
-            with wh.transaction():
-                self._write_state(wh, state)
-            return
-        replace = cfg.mode == "TRUNCATE_INSERT" or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
-        with wh.transaction():
-            if replace:
-                wh.execute(delete_all_sql(self.target))
-            if pk and cfg.mode in ("INCREMENTAL", "UPSERT") and not replace:
-                update, insert = upsert_sql(self.target, self.stage_table, cols, pk, order_by)
-                r.updated = wh.execute(update).rowcount if update else 0
-                r.inserted = wh.execute(insert).rowcount
-            else:
-                dedupe = pk and cfg.mode != "APPEND"      # APPEND inserts every row read, no checks
-                stage = deduplicated_sql(self.stage_table, cols, pk, order_by) if dedupe else self.stage_table
-                r.inserted, r.updated = wh.execute(insert_sql(self.target, stage, cols)).rowcount, 0
-            self._check_lease(wh)
             self._write_state(wh, state)
+            self.ctx.leases.release(wh, cfg.target)     # the target is loaded: counting it needs no lease
+            self._released = True
+            return
+        with wh.transaction():
+            self._check_lease(wh, release=True)
+            for kind, sql in load_statements(cfg.mode, cfg.truncate_before_insert, self.target, self.stage_table,
+                                             cols, pk, order_by):
+                cur = wh.execute(sql)
+                if kind == "merge":
+                    r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
+                elif kind == "insert":
+                    r.inserted, r.updated = cur.rowcount, 0
+            self._write_state(wh, state)
+        self._released = True
 
-    def _check_lease(self, wh: Warehouse) -> None:
+    def _check_lease(self, wh: Warehouse, release: bool) -> None:
         """Refuse to change the target when this run's lease has expired (another run may own it now)."""
-        if not self.ctx.leases.held(wh, self.cfg.target):
+        if not self.ctx.leases.hold(wh, self.cfg.target, release):
             raise EtlError(f"{self.cfg.key}: this run's lease on {self.cfg.target} expired before the load "
                            f"(no heartbeat for {self.ctx.leases.seconds} s); nothing was changed - run again")
 
     def _write_state(self, wh: Warehouse, state: Mapping[str, Any]) -> None:
-        for sql in write_state_sqls(self.ctx.state_table):
-            wh.execute(sql, state)
+        wh.execute(write_state_sql(self.ctx.state_table), state)
 
     def _publish(self) -> None:
         try:

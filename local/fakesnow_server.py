@@ -21,6 +21,33 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    inflates each named file (fetched through DuckDB's own S3 access) into a temporary plain file
    and reads that; Python's zlib checks the header and checksum, so a file Snowflake would
    reject as corrupt fails here too.
+6. Snowflake runs MERGE inside an explicit transaction (BEGIN ... COMMIT); fakesnow 0.11.22 fails it
+   there with "a single transaction can only write to a single attached database". Why: fakesnow
+   splits a MERGE into ``CREATE OR REPLACE TEMPORARY TABLE merge_candidates AS ...`` plus DML, and
+   its ``extract_comment_on_table`` transform records a table comment for every CREATE TABLE that
+   has any property (TEMPORARY, TRANSIENT, COPY GRANTS), even with no COMMENT: (table, None). The
+   cursor then writes that None comment into ``_fs_global._fs_information_schema._fs_tables_ext``
+   right after deleting the new table's load history in the table's own database - two DuckDB
+   databases in one transaction, which DuckDB refuses. The same makes ``CREATE TEMPORARY TABLE``
+   with no comment write a meaningless row. The wrapper records a comment only when the statement
+   has one (Snowflake: a table without COMMENT has none), so MERGE, as sent by the job, runs
+   unchanged inside BEGIN/COMMIT.
+7. fakesnow 0.11.22 runs a MERGE through a ``merge_candidates`` table that holds only the source
+   columns a WHEN clause uses bare (``SET c = s.c``); a source column used inside an expression
+   (``SET c = PARSE_JSON(s.c)``, ``TO_BINARY(s.c, 'HEX')``) is missing there and the MERGE fails
+   with a binder error. Snowflake evaluates any expression over the source row. The wrapper adds
+   every source column the WHEN clauses reference to the candidates.
+8. Snowflake's temporary tables belong to a database and schema like any table
+   (``CREATE TEMPORARY TABLE db.schema.t``) and are visible only to the session that made them.
+   DuckDB keeps temporary tables in its own ``temp`` catalog, and fakesnow 0.11.22 passes the
+   qualified name through, so DuckDB refuses the CREATE ("TEMPORARY table names can *only* use the
+   temp catalog") and would not find the table by its Snowflake name afterwards. The wrapper
+   remembers, per session, each temporary table created under a qualified name and points every
+   later reference to that name (COPY INTO, SELECT, MERGE sources, CREATE ... AS SELECT, DROP) at
+   ``temp.main.<name>``. DuckDB's temporary tables are per connection, and fakesnow gives each
+   session its own, so they stay private to the session as in Snowflake. Limitation: two
+   temporary tables of one name in two schemas of one session would collide (the job's are unique
+   per run).
 
 Otherwise it runs fakesnow's own CLI unchanged.
 
@@ -42,10 +69,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from fakesnow import arrow, copy_into
+from fakesnow import arrow, copy_into, transforms
 from fakesnow.cli import main
 from fakesnow.cursor import FakeSnowflakeCursor
 from snowflake.connector.errors import ProgrammingError
+from sqlglot import exp
 
 INFLATED = Path(tempfile.gettempdir()) / "etl-inflated"
 
@@ -88,6 +116,106 @@ def _patch_read_csv() -> None:
 
     copy_into.handle_csv = handle_csv
     copy_into.ReadCSV.read_expression = read_expression
+
+
+def _patch_table_comments() -> None:
+    original = transforms.extract_comment_on_table
+
+    def extract_comment_on_table(expression):
+        out = original(expression)
+        if isinstance(out.args.get("table_comment"), tuple) and out.args["table_comment"][1] is None:
+            del out.args["table_comment"]
+        return out
+
+    transforms.extract_comment_on_table = extract_comment_on_table
+
+
+def _table_key(table: exp.Table) -> tuple[str, ...] | None:
+    parts = [table.args.get("catalog"), table.args.get("db"), table.this]
+    if not all(isinstance(p, exp.Identifier) for p in parts):
+        return None
+    return tuple(p.name if p.quoted else p.name.upper() for p in parts)
+
+
+def session_temporary_tables(expression: exp.Expr, registry: set) -> exp.Expr:
+    """``expression`` with this session's qualified temporary tables pointed at DuckDB's temp catalog."""
+    target = expression.find(exp.Table)
+    key = _table_key(target) if target is not None else None
+    if isinstance(expression, exp.Create) and expression.args.get("kind") == "TABLE" \
+            and expression.find(exp.TemporaryProperty) and key:
+        registry.add(key)
+    if not registry:
+        return expression
+
+    def point(node):
+        if isinstance(node, exp.Table) and _table_key(node) in registry:
+            node = node.copy()
+            node.set("catalog", exp.to_identifier("temp", quoted=True))
+            node.set("db", exp.to_identifier("main", quoted=True))
+        return node
+
+    out = expression.transform(point)
+    if isinstance(out, exp.Create) and key in registry:
+        # CREATE names a temporary table unqualified (DuckDB puts it in temp.main); fakesnow's
+        # bookkeeping of a new table then uses the session's database, as for any table.
+        created = out.find(exp.Table)
+        out.set("etl_temporary_home", key[:2])
+        created.set("catalog", None)
+        created.set("db", None)
+    if isinstance(expression, exp.Drop) and key in registry:
+        registry.discard(key)
+    return out
+
+
+def _patch_temporary_tables() -> None:
+    original = FakeSnowflakeCursor._transform
+
+    def _transform(self, expression, params):
+        registry = self._conn.__dict__.setdefault("_etl_temporary_tables", set())
+        return original(self, session_temporary_tables(expression, registry), params)
+
+    FakeSnowflakeCursor._transform = _transform
+    original_execute = FakeSnowflakeCursor._execute
+
+    def _execute(self, transformed, params=None):
+        home = transformed.args.get("etl_temporary_home")
+        if not home and isinstance(transformed, exp.Create) and transformed.find(exp.TemporaryProperty) \
+                and self._conn.database and not self._conn.schema:
+            home = (self._conn.database, "PUBLIC")   # fakesnow's own merge_candidates table
+        if not home:
+            return original_execute(self, transformed, params)
+        # fakesnow books a new table under the session's database and schema (it asserts both); a
+        # session need not have a current schema (the job's has none): book a temporary table under
+        # the schema it was named in.
+        saved = self._conn.database, self._conn._schema
+        self._conn.database, self._conn._schema = home
+        try:
+            return original_execute(self, transformed, params)
+        finally:
+            self._conn.database, self._conn._schema = saved
+
+    FakeSnowflakeCursor._execute = _execute
+
+
+def _patch_merge_sources() -> None:
+    original = transforms.merge
+
+    def merge(expression):
+        out = original(expression)
+        if len(out) < 2 or not isinstance(expression, exp.Merge):
+            return out
+        alias = expression.args["using"].alias_or_name.upper()
+        select = out[0].expression
+        present = {(c.table.upper(), c.name.upper()) for c in select.expressions if isinstance(c, exp.Column)}
+        for when in expression.args["whens"]:
+            for col in when.find_all(exp.Column):
+                key = (col.table.upper(), col.name.upper())
+                if key[0] == alias and key not in present:
+                    present.add(key)
+                    select.append("expressions", col.copy())
+        return out
+
+    transforms.merge = merge
 
 
 def _patch_null_timestamps() -> None:
@@ -158,6 +286,9 @@ def _roll_back_detached_transactions(idle_seconds: float) -> None:
 if __name__ == "__main__":
     _patch_read_csv()
     _patch_null_timestamps()
+    _patch_table_comments()
+    _patch_temporary_tables()
+    _patch_merge_sources()
     _patch_statements()
     idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
     threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()

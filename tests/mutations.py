@@ -55,8 +55,15 @@ MUTATIONS = [
      "        return None",
      ["tests/e2e/test_concurrency.py::test_second_run_skips_a_table_the_first_is_loading"]),
     ("lease not checked at the load", JOB,
-     "        if not self.ctx.leases.held(wh, self.cfg.target):", "        if False:",
+     "        if not self.ctx.leases.hold(wh, self.cfg.target, release):", "        if False:",
      ["tests/e2e/test_concurrency.py::test_a_run_that_lost_its_lease_changes_nothing"]),
+    ("a claim ignores another holder's live row", JOB,
+     """f'OR "EXPIRES_AT" <= {_NOW}) AND {no_other}'),""", """f'OR "EXPIRES_AT" <= {_NOW})'),""",
+     ["tests/e2e/test_lease_protocol.py"]),
+    ("MERGE rewrites every matched row", JOB,
+     'matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"',
+     'matched = f" WHEN MATCHED THEN UPDATE SET {sets}"',
+     ["tests/e2e/test_statement_counts.py", "-k", "reread"]),
 ]
 
 

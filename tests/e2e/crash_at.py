@@ -43,7 +43,7 @@ execute = g.Warehouse.execute
 
 def killing_execute(self, sql, params=None):
     cur = execute(self, sql, params)
-    if POINT == "transaction" and sql.startswith("INSERT INTO") and g.STATE_TABLE in sql \
+    if POINT == "transaction" and sql.startswith(("INSERT INTO", "MERGE INTO")) and g.STATE_TABLE in sql \
             and params and params.get("source") == TABLE:
         die()
     return cur

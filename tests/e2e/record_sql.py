@@ -1,10 +1,14 @@
 """Test launcher: runs glue_etl_job.main() and records every statement sent to Snowflake.
 
+Each line of RECORD_FILE is JSON: the SQL, its parameters and the name of the thread that sent it
+(the lease heartbeat runs on a thread of its own, each table on a worker thread).
+
 Usage: python tests/e2e/record_sql.py RECORD_FILE --JOB_NAME ... (the job's own arguments)
 """
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -16,7 +20,8 @@ execute = g.Warehouse.execute
 
 
 def recording_execute(self, sql, params=None):
-    record.write(json.dumps({"sql": sql, "params": params}, default=str) + "\n")
+    line = {"sql": sql, "params": params, "thread": threading.current_thread().name}
+    record.write(json.dumps(line, default=str) + "\n")
     record.flush()
     return execute(self, sql, params)
 

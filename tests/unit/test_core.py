@@ -177,9 +177,9 @@ def test_lease_claim_only_takes_a_free_expired_or_own_lease():
     sql = g.lease_sqls(LEASE)
     assert sql["claim"].startswith(f'UPDATE {LEASE} SET "HOLDER" = %(holder)s')
     assert ('WHERE "TARGET_TABLE" = %(target)s AND ("HOLDER" IS NULL OR "HOLDER" = %(holder)s '
-            'OR "EXPIRES_AT" < CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)') in sql["claim"]
+            'OR "EXPIRES_AT" <= CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)') in sql["claim"]
     assert sql["release"].endswith('WHERE "TARGET_TABLE" = %(target)s AND "HOLDER" = %(holder)s')
-    assert '"EXPIRES_AT" > CURRENT_TIMESTAMP()::TIMESTAMP_NTZ' in sql["held"]
+    assert '"EXPIRES_AT" > CURRENT_TIMESTAMP()::TIMESTAMP_NTZ' in sql["hold_release"]
 
 
 def test_plan_run_checks_groups_against_arguments():
@@ -282,19 +282,18 @@ LEASE = g.fqn("ETL_DB", "ETL_META", g.LEASE_TABLE)
 
 
 def all_statements():
-    update, insert = g.upsert_sql(TARGET, STAGE, COLS, ["ID", "LINE"], "UPDATED_AT")
     return [
         g.create_stage_table_sql(STAGE, COLS), g.create_table_sql(TARGET, COLS), g.add_column_sql(TARGET, COLS[2]),
         g.copy_into_sql(STAGE, "s3://bucket/job/db/t/2026-01-01/x/", ["part-0.csv.deflate", "part-1.csv.deflate"],
                         "S3_INT"),
         g.copy_into_sql(STAGE, "@ETL_DB.ETL_META.STAGE/job/db/t/", ["part-0.csv.deflate"]),
-        update, insert, g.insert_sql(TARGET, STAGE, COLS),
+        g.merge_sql(TARGET, STAGE, COLS, ["ID", "LINE"], "UPDATED_AT"), g.insert_sql(TARGET, STAGE, COLS),
         g.insert_sql(TARGET, g.deduplicated_sql(STAGE, COLS, ["ID"], None), COLS),
         g.delete_all_sql(TARGET), g.replace_table_sql(TARGET, STAGE, COLS),
         g.stage_stats_sql(STAGE, ["ID", "LINE"], "UPDATED_AT"), g.stage_stats_sql(STAGE, [], None),
         g.count_sql(TARGET), g.max_sql(TARGET, "UPDATED_AT"), g.drop_table_sql(STAGE),
         g.target_columns_sql("ETL_DB"), g.create_schema_sql("ETL_DB", "RAW"), g.create_state_table_sql(STATE),
-        g.read_state_sql(STATE), *g.write_state_sqls(STATE),
+        g.write_state_sql(STATE),
         g.create_lease_table_sql(LEASE), *g.lease_sqls(LEASE).values(),
     ]
 
@@ -310,16 +309,6 @@ def test_generated_sql_parses_as_snowflake(sql):
     parsed = sqlglot.parse(bind(sql), read="snowflake", error_level=ErrorLevel.RAISE)
     assert len(parsed) == 1
     assert not isinstance(parsed[0], exp.Command), f"sqlglot fell back to an opaque command: {sql}"
-
-
-def test_upsert_is_update_then_insert_on_the_key():
-    update, insert = g.upsert_sql(TARGET, STAGE, COLS, ["ID", "LINE"], "UPDATED_AT")
-    assert update.startswith(f'UPDATE {TARGET} t SET "NOTE" = s."NOTE", "DOC" = PARSE_JSON(s."DOC"), '
-                             f'"RAW" = TO_BINARY(s."RAW", \'HEX\')')
-    assert 'WHERE t."ID" = s."ID" AND t."LINE" = s."LINE"' in update
-    assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY "ID", "LINE" ORDER BY "UPDATED_AT" DESC NULLS LAST) = 1' in update
-    assert "WHERE NOT EXISTS (SELECT 1 FROM" in insert
-    assert g.upsert_sql(TARGET, STAGE, COLS[:2], ["ID", "LINE"], None)[0] is None
 
 
 def test_copy_names_exact_files_and_the_csv_contract():
