@@ -1202,6 +1202,233 @@ def is_older_run(key: str, folder: str, prefix: str) -> bool:
     return len(rest) >= 3 and (rest[0], rest[1]) < (mine[0], mine[1])
 
 
+# ----- reconcile: canonical forms and fingerprints ----------------------------------------
+#
+# VERIFY compares a table without moving its rows: each side computes, in its own SQL, a canonical
+# text per value that is equal exactly when the loaded value equals the source value, a row hash
+# (MD5 over the columns' MD5s, 'N' for NULL, '|' between them: unambiguous, NULL is not ''), and per
+# key range (COUNT(*), SUM of the first 15 hex digits of the row hashes as a 60-bit integer). Only
+# differing ranges are split further; only small differing ranges send key + row hash.
+#
+# A column's canonical form is chosen by its *kind*, from the source's information_schema type and
+# the target column's Snowflake type. A source type not listed in CANON_KINDS (or a target type of
+# another family) makes VERIFY refuse the table, naming the column: never a wrong comparison.
+
+CANON_KINDS = {
+    "postgres": {
+        "smallint": "int", "integer": "int", "bigint": "int", "numeric": "decimal",
+        "real": "float4", "double precision": "float8",
+        "text": "text", "character varying": "text", "uuid": "text", "json": "text", "jsonb": "text",
+        "boolean": "bool", "date": "date", "timestamp without time zone": "ts_ntz",
+        "timestamp with time zone": "ts_tz", "bytea": "binary",
+    },
+    "mysql": {
+        "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "bigint": "int",
+        "decimal": "decimal", "float": "float4", "double": "float8",
+        "char": "text", "varchar": "text", "tinytext": "text", "text": "text", "mediumtext": "text",
+        "longtext": "text", "enum": "text", "set": "text", "json": "text",
+        "date": "date", "datetime": "ts_ntz", "timestamp": "ts_tz",
+        "binary": "binary", "varbinary": "binary", "tinyblob": "binary", "blob": "binary",
+        "mediumblob": "binary", "longblob": "binary",
+    },
+}
+# The Snowflake type family (``type_family``) a kind must have been loaded into.
+KIND_FAMILIES = {"int": "number", "decimal": "number", "float4": "float", "float8": "float", "text": "text",
+                 "bool": "boolean", "date": "date", "ts_ntz": "timestamp", "ts_tz": "timestamp",
+                 "binary": "binary"}
+NULL_MARK = "'N'"
+HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
+
+
+def canon_kind(engine: str, data_type: str, column_type: str, target_type_text: str) -> tuple[str | None, str]:
+    """(kind, "") or (None, why VERIFY cannot compare the column)."""
+    kind = CANON_KINDS.get(engine, {}).get(data_type.lower())
+    target = target_type_text.upper()
+    if kind == "int" and engine == "mysql" and column_type.lower().startswith("tinyint(1)") \
+            and type_family(target) == "boolean":
+        kind = "bool"                           # MySQL BOOLEAN (tinyint(1)) loaded as BOOLEAN
+    if kind is None:
+        return None, f"source type {data_type} has no canonical form for VERIFY yet"
+    if type_family(target) != KIND_FAMILIES[kind]:
+        return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
+    if kind in ("ts_ntz", "ts_tz") and _timestamp_kind(target)[0] != ("NTZ" if kind == "ts_ntz" else "TZ"):
+        return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
+    if kind == "decimal" and _number_digits(target)[1] == 0:
+        kind = "int"
+    return kind, ""
+
+
+def _float_canon(dialect: str, x: str) -> str:
+    """A finite non-zero double as '<sign><binary exponent>p<53-bit mantissa>': exact, from IEEE arithmetic.
+
+    e = FLOOR(LOG2(|x|)) clamped to the double range and corrected by one either way (a logarithm may
+    round across a power of two); |x| / 2^e * 2^52 is then an integer below 2^53, computed exactly
+    (division and multiplication by powers of two are exact in IEEE 754, also for subnormals).
+    """
+    a = f"ABS({x})"
+    log2 = {"postgres": f"LN({a}) / LN(CAST(2 AS DOUBLE PRECISION))", "mysql": f"LOG2({a})",
+            "snowflake": f"LOG(2, {a})"}[dialect]
+    e0 = f"LEAST(GREATEST(FLOOR({log2}), -1074), 1023)"
+    e = (f"({e0} + CASE WHEN {a} / POWER(2, {e0}) >= 2 THEN 1 "
+         f"WHEN {a} / POWER(2, {e0}) < 1 THEN -1 ELSE 0 END)")
+    m = f"{a} / POWER(2, {e}) * POWER(2, 52)"
+
+    def whole(v: str) -> str:
+        return {"postgres": f"CAST(CAST({v} AS BIGINT) AS TEXT)", "mysql": f"CAST(CAST({v} AS SIGNED) AS CHAR)",
+                "snowflake": f"TO_VARCHAR(CAST({v} AS NUMBER(20,0)))"}[dialect]
+
+    sign = f"CASE WHEN {x} < 0 THEN '-' ELSE '' END"
+    concat = "CONCAT({}, {}, 'p', {})" if dialect == "mysql" else "{} || {} || 'p' || {}"
+    finite = concat.format(sign, whole(e), whole(m))
+    zero = f"WHEN {x} = 0 THEN CASE WHEN ATAN2({x}, -1) < 0 THEN '-0' ELSE '0' END"
+    if dialect == "mysql":                 # MySQL/MariaDB DOUBLE holds no NaN or infinity
+        return f"CASE {zero} ELSE {finite} END"
+    t = "DOUBLE PRECISION" if dialect == "postgres" else "FLOAT"
+    nan, inf = ("NaN", "Infinity") if dialect == "postgres" else ("NaN", "inf")
+    return (f"CASE WHEN {x} = CAST('{nan}' AS {t}) THEN 'NaN' WHEN {x} = CAST('{inf}' AS {t}) THEN 'inf' "
+            f"WHEN {x} = CAST('-{inf}' AS {t}) THEN '-inf' {zero} ELSE {finite} END")
+
+
+def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
+    """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
+
+    int: plain digits. decimal: the value times 10^scale (the target's scale, >= the source's) as plain
+    digits. float4/float8: see ``_float_canon``; a 4-byte float is first read as the double its shortest
+    text names (what the extract staged). text/JSON: the string itself (JSON as loaded: the source's
+    text). bool: 1/0 (MySQL tinyint(1): any other value stays its digits, so it cannot match).
+    date/timestamps: ISO text with microseconds; TIMESTAMP_TZ and timestamptz as the UTC instant.
+    binary: lower-case hex.
+    """
+    pg, my, sf = dialect == "postgres", dialect == "mysql", dialect == "snowflake"
+    if kind == "int":
+        return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
+    if kind == "decimal":      # sign, whole part, fraction * 10^scale: no intermediate exceeds the column's digits
+        sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
+        whole = f"TRUNCATE({col}, 0)" if my else f"TRUNC({col})"
+        frac = f"ABS({col} - {whole}) * 1{'0' * scale}"
+        if pg:
+            return f"{sign} || CAST(ABS({whole}) AS TEXT) || '.' || CAST(TRUNC({frac}) AS TEXT)"
+        if my:
+            return (f"CONCAT({sign}, CAST(CAST(ABS({whole}) AS DECIMAL(65,0)) AS CHAR), '.', "
+                    f"CAST(CAST({frac} AS DECIMAL(65,0)) AS CHAR))")
+        # scale >= 1 here (scale 0 is kind int), so both parts have at most 37 digits
+        return (f"{sign} || TO_VARCHAR(CAST(ABS({whole}) AS NUMBER(37,0))) || '.' || "
+                f"TO_VARCHAR(CAST({frac} AS NUMBER(37,0)))")
+    if kind == "float4" and not sf:
+        kind, col = "float8", (f"CAST(CAST({col} AS TEXT) AS DOUBLE PRECISION)" if pg
+                               else f"CAST(CAST({col} AS CHAR) AS DOUBLE)")
+    if kind in ("float4", "float8"):
+        return _float_canon(dialect, col)
+    if kind == "text":
+        return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
+    if kind == "bool":
+        if my:
+            return f"CASE {col} WHEN 1 THEN '1' WHEN 0 THEN '0' ELSE CAST({col} AS CHAR) END"
+        return f"CASE WHEN {col} THEN '1' ELSE '0' END"
+    formats = {"date": ("YYYY-MM-DD", "%Y-%m-%d", "YYYY-MM-DD"),
+               "ts_ntz": ("YYYY-MM-DD HH24:MI:SS.US", "%Y-%m-%d %H:%i:%s.%f", "YYYY-MM-DD HH24:MI:SS.FF6")}
+    if kind in ("date", "ts_ntz", "ts_tz"):
+        pg_fmt, my_fmt, sf_fmt = formats["date" if kind == "date" else "ts_ntz"]
+        if pg:
+            return f"TO_CHAR({col} AT TIME ZONE 'UTC', '{pg_fmt}')" if kind == "ts_tz" else \
+                f"TO_CHAR({col}, '{pg_fmt}')"
+        if my:                # zero dates loaded as NULL; the job's session runs in UTC (time_zone '+00:00')
+            zero = "0000-00-00" if kind == "date" else "0000-00-00 00:00:00.000000"
+            return f"NULLIF(DATE_FORMAT({col}, '{my_fmt}'), '{zero}')"
+        return (f"TO_VARCHAR(CONVERT_TIMEZONE('UTC', {col}), '{sf_fmt}')" if kind == "ts_tz"
+                else f"TO_VARCHAR({col}, '{sf_fmt}')")
+    if kind == "binary":
+        return f"ENCODE({col}, 'hex')" if pg else f"LOWER(HEX({col}))" if my else f"LOWER(HEX_ENCODE({col}))"
+    raise ValueError(f"unknown canonical kind {kind!r}")
+
+
+def row_hash_sql(dialect: str, canon: Sequence[str]) -> str:
+    """MD5 (hex) of the row: each column's MD5 (or 'N' for NULL), joined by '|'."""
+    if dialect == "mysql":    # MD5 of the UTF-8 bytes, whatever the column's character set
+        parts = [f"COALESCE(MD5(CONVERT({c} USING utf8mb4)), {NULL_MARK})" for c in canon]
+        return f"MD5(CONCAT_WS('|', {', '.join(parts)}))"
+    parts = [f"COALESCE(MD5({c}), {NULL_MARK})" for c in canon]
+    joined = " || '|' || ".join(parts)
+    return f"MD5({joined})"
+
+
+def hash_slice_sql(dialect: str, row_hash: str) -> str:
+    """The first HASH_HEX_DIGITS hex digits of a row hash as an integer."""
+    head = f"SUBSTR({row_hash}, 1, {HASH_HEX_DIGITS})"
+    if dialect == "postgres":
+        return f"CAST(CAST('x' || LPAD({head}, 16, '0') AS BIT(64)) AS BIGINT)"
+    if dialect == "mysql":
+        return f"CAST(CONV({head}, 16, 10) AS UNSIGNED)"
+    return f"TO_NUMBER({head}, '{'X' * HASH_HEX_DIGITS}')"
+
+
+def bucket_width(lo: int, hi: int, buckets: int) -> int:
+    """Width of each of at most ``buckets`` half-open key ranges that cover lo..hi (inclusive)."""
+    return max(1, -(-(hi - lo + 1) // max(1, buckets)))
+
+
+def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo: int, hi: int, width: int,
+                           where: str | None = None) -> str:
+    """Per bucket FLOOR((key - lo) / width) of keys lo..hi: (bucket, rows, sum of hash slices)."""
+    bucket = f"FLOOR(({key} - {lo}) / {width})"
+    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+    return (f"SELECT {bucket} AS b, COUNT(*) AS n, SUM({hash_slice_sql(dialect, row_hash)}) AS h "
+            f"FROM {table} WHERE {cond} GROUP BY {bucket}")
+
+
+def key_hashes_sql(table: str, key: str, row_hash: str, lo: int, hi: int, where: str | None = None) -> str:
+    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+    return f"SELECT {key} AS k, {row_hash} AS rh FROM {table} WHERE {cond}"
+
+
+def key_bounds_sql(table: str, key: str, where: str | None = None) -> str:
+    return f"SELECT MIN({key}) AS lo, MAX({key}) AS hi FROM {table}" + (f" WHERE {where}" if where else "")
+
+
+def differing_buckets(source: Mapping[int, tuple[int, int]], target: Mapping[int, tuple[int, int]]) -> list[int]:
+    """Buckets whose (rows, hash sum) differ, in order; a bucket missing on one side is (0, 0) there."""
+    return sorted(b for b in set(source) | set(target) if source.get(b, (0, 0)) != target.get(b, (0, 0)))
+
+
+def bucket_range(lo: int, width: int, bucket: int, hi: int) -> tuple[int, int]:
+    """The inclusive key range of ``bucket``."""
+    start = lo + bucket * width
+    return start, min(hi, start + width - 1)
+
+
+@dataclass
+class Drift:
+    """What VERIFY found: keys missing in the target, extra there, or holding a different row."""
+
+    missing: list = field(default_factory=list)
+    extra: list = field(default_factory=list)
+    different: list = field(default_factory=list)
+    rows: int = 0                  # source rows compared
+    changed_since_load: int = 0    # differing keys the source changed after the committed watermark
+
+    @property
+    def count(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.different)
+
+
+def compare_key_hashes(source: Mapping[Any, str], target: Mapping[Any, str]) -> Drift:
+    drift = Drift()
+    for k in sorted(set(source) | set(target)):
+        if k not in target:
+            drift.missing.append(k)
+        elif k not in source:
+            drift.extra.append(k)
+        elif source[k] != target[k]:
+            drift.different.append(k)
+    return drift
+
+
+def verify_summary(d: Drift) -> str:
+    return (f"VERIFY {d.count} mismatched of {d.rows} rows (missing {len(d.missing)}, extra {len(d.extra)}, "
+            f"different {len(d.different)}" + (f"; {d.changed_since_load} changed since the last load, not compared"
+                                               if d.changed_since_load else "") + ")")
+
+
 # ----- run summary -------------------------------------------------------------------
 
 
