@@ -71,7 +71,7 @@ NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
 TABLE_KEYS = {
     "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
     "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
-    "null_timestamps", "fetch_size", "count_source",
+    "null_timestamps", "fetch_size", "count_source", "verify",
 }
 OPERATION_KEYS = {"type", "truncate_before_insert"}
 # Runtime arguments that name connection groups (SSM paths of source credentials).
@@ -101,6 +101,7 @@ class TableConfig:
     null_timestamps: str = "include"
     fetch_size: int = 10_000
     count_source: bool = True
+    verify: bool = False                   # compare with the source after each load (Reconciler)
 
     @property
     def namespace(self) -> str:
@@ -217,6 +218,8 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
         problems.append(f"{where}: 'fetch_size' must be a whole number >= 1")
     if not isinstance(entry.get("count_source", True), bool):
         problems.append(f"{where}: 'count_source' must be true or false")
+    if not isinstance(entry.get("verify", False), bool):
+        problems.append(f"{where}: 'verify' must be true or false")
     policy = entry.get("null_timestamps", "include")
     if policy not in NULL_TIMESTAMP_POLICIES:
         problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
@@ -261,6 +264,7 @@ def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
         null_timestamps=entry.get("null_timestamps", "include"),
         fetch_size=entry.get("fetch_size", 10_000),
         count_source=entry.get("count_source", True),
+        verify=entry.get("verify", False),
     )
 
 
@@ -357,7 +361,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
-                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS")
+                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY")
 
 
 @dataclass(frozen=True)
@@ -374,6 +378,7 @@ class JobArgs:
     keep_staging: bool = False
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
+    verify: bool = False
 
 
 def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: int, problems: list[str]) -> int:
@@ -419,6 +424,7 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
+        verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
     )
 
 
@@ -1324,7 +1330,7 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     if kind == "bool":
         if my:
             return f"CASE {col} WHEN 1 THEN '1' WHEN 0 THEN '0' ELSE CAST({col} AS CHAR) END"
-        return f"CASE WHEN {col} THEN '1' ELSE '0' END"
+        return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"     # NULL stays NULL
     formats = {"date": ("YYYY-MM-DD", "%Y-%m-%d", "YYYY-MM-DD"),
                "ts_ntz": ("YYYY-MM-DD HH24:MI:SS.US", "%Y-%m-%d %H:%i:%s.%f", "YYYY-MM-DD HH24:MI:SS.FF6")}
     if kind in ("date", "ts_ntz", "ts_tz"):
@@ -1396,6 +1402,36 @@ def bucket_range(lo: int, width: int, bucket: int, hi: int) -> tuple[int, int]:
     return start, min(hi, start + width - 1)
 
 
+VERIFY_BUCKETS = 16          # key ranges per split
+VERIFY_LEAF_ROWS = 2_000     # a differing range this small sends key + row hash instead of splitting again
+VERIFY_LOG_KEYS = 100        # differing keys logged one per line (all are counted)
+
+
+Fingerprints = Callable[[int, int, int], tuple[Mapping[int, tuple[int, int]], Mapping[int, tuple[int, int]]]]
+
+
+def differing_ranges(lo: int, hi: int, fingerprints: Fingerprints, buckets: int = VERIFY_BUCKETS,
+                     leaf_rows: int = VERIFY_LEAF_ROWS) -> tuple[list[tuple[int, int]], int, int]:
+    """Bisect lo..hi down to the small key ranges whose fingerprints differ.
+
+    ``fingerprints(lo, hi, width)`` returns (source, target) per-bucket (rows, hash sum) of keys lo..hi.
+    Returns (the inclusive ranges to compare key by key, source rows in lo..hi, fingerprint calls).
+    """
+    pending, leaves, rows, calls = [(lo, hi)], [], 0, 0
+    while pending:
+        a, b = pending.pop()
+        width = bucket_width(a, b, buckets)
+        src, tgt = fingerprints(a, b, width)
+        if calls == 0:
+            rows = sum(n for n, _ in src.values())
+        calls += 1
+        for bucket in differing_buckets(src, tgt):
+            r = bucket_range(a, width, bucket, b)
+            small = max(src.get(bucket, (0, 0))[0], tgt.get(bucket, (0, 0))[0]) <= leaf_rows or r[0] == r[1]
+            (leaves if small else pending).append(r)
+    return sorted(leaves), rows, calls
+
+
 @dataclass
 class Drift:
     """What VERIFY found: keys missing in the target, extra there, or holding a different row."""
@@ -1445,6 +1481,7 @@ class TableResult:
     updated: int | None = None
     seconds: float = 0.0
     error: str | None = None
+    verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
 
     @property
     def difference(self) -> int | None:
@@ -1466,6 +1503,7 @@ def summary_table(results: Sequence[TableResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     ok = sum(r.status == "OK" for r in results)
     lines.append(f"{ok}/{len(results)} tables OK")
+    lines += [f"{r.key}: {verify_summary(r.verified)}" for r in results if r.verified is not None]
     lines += [r.error if r.error.startswith(f"{r.key}:") else f"{r.key}: {r.error}" for r in results if r.error]
     return "\n".join(lines)
 
@@ -2072,6 +2110,123 @@ def in_background(fn: Callable[..., Any], *args: Any) -> Future:
     return done
 
 
+def reconcile_columns_query(engine: str, namespace: str, table: str) -> str:
+    """Each column's name, data_type and (MySQL) column_type, lower case, for ``canon_kind``."""
+    ctype = "LOWER(column_type)" if engine == "mysql" else "''"
+    return (f"SELECT column_name AS name, LOWER(data_type) AS type, {ctype} AS ctype "
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
+            f"ORDER BY ordinal_position")
+
+
+class Reconciler:
+    """VERIFY: compare a loaded table with its source by primary-key ranges, everything pushed down.
+
+    Each side answers (rows, sum of 60-bit row-hash slices) per key bucket; differing buckets are split
+    again until they hold at most VERIFY_LEAF_ROWS rows, whose keys and row hashes are then compared.
+    Timestamp tables are bounded at the committed watermark on the source side; a differing key whose
+    source row changed after it is counted as ``changed_since_load``, not as drift.
+    """
+
+    def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
+                 target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter):
+        self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
+        self.target_cols, self.state_table = target_cols, state_table
+        self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
+
+    def _plan(self) -> None:
+        cfg, engine = self.cfg, self.source.engine
+        rows = self.source.query(reconcile_columns_query(engine, cfg.namespace, cfg.source_table))
+        wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
+        problems, src, tgt, kinds = [], [], [], {}
+        for r in rows:
+            name = r["name"]
+            if wanted is not None and name.lower() not in wanted:
+                continue
+            ttype = self.target_cols.get(name.upper())
+            if ttype is None:
+                problems.append(f"column {name} is not in {cfg.target}")
+                continue
+            kind, why = canon_kind(engine, r["type"], r.get("ctype") or "", ttype)
+            if kind is None:
+                problems.append(f"column {name}: {why}")
+                continue
+            scale = _number_digits(ttype)[1] if kind == "decimal" else 0
+            kinds[name.lower()] = kind
+            src.append(canonical_sql(engine, kind, source_quote(engine, name), scale))
+            tgt.append(canonical_sql("snowflake", kind, qi(name.upper()), scale))
+        pk = cfg.primary_key
+        if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
+            problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
+        if problems:
+            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table: {'; '.join(problems)}. Leave the column "
+                           f"out with 'columns', or turn 'verify' off for the table")
+        name = next(r["name"] for r in rows if r["name"].lower() == pk[0].lower())
+        self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
+        self.src_hash, self.tgt_hash = row_hash_sql(engine, src), row_hash_sql("snowflake", tgt)
+        self.bound = self._bound(rows)
+
+    def _bound(self, rows: list[dict]) -> str | None:
+        """Source rows at or before the table's committed watermark (timestamp tables only)."""
+        ts = self.cfg.timestamp_column
+        state = self.wh.rows(read_state_sql(self.state_table), {"target": self.cfg.target})
+        if not ts or not state or state[0][0] != ts.upper() or state[0][1] is None:
+            return None
+        wm = Watermark(state[0][0], state[0][1])
+        if not wm.is_timestamp:
+            return None
+        name = next(r["name"] for r in rows if r["name"].lower() == ts.lower())
+        q = source_quote(self.source.engine, name)
+        nulls = "" if self.cfg.null_timestamps == "exclude" else f" OR {q} IS NULL"
+        return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
+
+    def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
+        s = self.source.query(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key,
+                                                     self.src_hash, lo, hi, width, self.bound))
+        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width))
+        return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
+                {int(b): (int(n), int(h or 0)) for b, n, h in t})
+
+    def verify(self) -> Drift:
+        self._plan()
+        s = self.source.query_one(key_bounds_sql(self.src_table, self.src_key, self.bound))
+        t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key))[0]
+        ends = [int(v) for v in (s.get("lo"), s.get("hi"), *t) if v is not None]
+        if not ends:
+            return Drift()
+        leaves, rows, queries = differing_ranges(min(ends), max(ends), self._buckets)
+        drift = self._compare(leaves)
+        drift.rows = rows
+        self.log.info("step=verify ranges_queried=%d leaves=%d", queries, len(leaves))
+        return drift
+
+    def _compare(self, leaves: Sequence[tuple[int, int]]) -> Drift:
+        src: dict = {}
+        tgt: dict = {}
+        for lo, hi in leaves:
+            src.update({int(r["k"]): r["rh"] for r in self.source.query(
+                key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound))})
+            tgt.update({int(k): h for k, h in self.wh.rows(key_hashes_sql(self.target, self.tgt_key,
+                                                                          self.tgt_hash, lo, hi))})
+        drift = compare_key_hashes(src, tgt)
+        if self.bound and drift.count:           # re-check: rows the source changed after the last load
+            keys = drift.missing + drift.extra + drift.different
+            later = set()
+            for i in range(0, len(keys), 1000):
+                later |= {int(r["k"]) for r in self.source.query(
+                    f"SELECT {self.src_key} AS k FROM {self.src_table} WHERE {self.src_key} IN "
+                    f"({', '.join(str(k) for k in keys[i:i + 1000])}) AND NOT ({self.bound})")}
+            drift.missing, drift.extra, drift.different = ([k for k in ks if k not in later] for ks in
+                                                           (drift.missing, drift.extra, drift.different))
+            drift.changed_since_load = len(later)
+        shown = [("missing_in_target", k) for k in drift.missing] + [("extra_in_target", k) for k in drift.extra] \
+            + [("different", k) for k in drift.different]
+        for what, k in shown[:VERIFY_LOG_KEYS]:
+            self.log.warning("step=verify %s key=%s", what, k)
+        if len(shown) > VERIFY_LOG_KEYS:
+            self.log.warning("step=verify more_keys_not_logged=%d", len(shown) - VERIFY_LOG_KEYS)
+        return drift
+
+
 class Table:
     """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
 
@@ -2103,9 +2258,11 @@ class Table:
                 return self.result
             try:
                 self._run(source, wh)
+                if self.cfg.verify or self.ctx.args.verify:
+                    self._verify(source, wh)
             finally:
                 self.ctx.leases.release(wh, self.cfg.target)
-            self.result.status = "OK"
+            self.result.status = "DRIFT" if self.result.verified and self.result.verified.count else "OK"
         except Exception as exc:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
                                                else f"{type(exc).__name__}: {exc}")
@@ -2117,6 +2274,18 @@ class Table:
             self.result.seconds = time.monotonic() - started
             self._publish()
         return self.result
+
+    def _verify(self, source: JdbcSource, wh: Warehouse) -> None:
+        """VERIFY after the load, under the table's lease (see Reconciler); metrics VerifiedRows/MismatchedRows."""
+        with self._step("verify") as info:
+            drift = Reconciler(source, wh, self.cfg, self.target, self._target_columns(wh), self.ctx.state_table,
+                               self.log).verify()
+            info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
+        self.result.verified = drift
+        try:
+            self.ctx.metrics.publish(self.cfg.key, {"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
+        except Exception as exc:  # metrics must not turn a good comparison into a failure
+            self.log.warning("step=metrics error=%s", REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
 
     def _ssm_path(self) -> str:
         return self.ctx.args.groups[self.cfg.ssm_key]
