@@ -93,8 +93,8 @@ def test_verify_finds_no_drift_after_a_load_then_every_drift_exactly(sources, tm
     for i, col in enumerate(columns):          # NULL -> a value, one column per text row
         changes.append(f'UPDATE ETL_DB.{target} SET "{col}" = {NEW_VALUES[types[col]]} WHERE ID = {100 + i}')
         different.add(100 + i)
-    if prefix == "PG":                         # subtle ones: the sign of zero, a microsecond, '' -> NULL
-        changes += [f"UPDATE ETL_DB.{target} SET F8 = 0.0 WHERE ID = 3",
+    if prefix == "PG":                         # subtle ones: 0 -> -0.0, a microsecond, '' -> NULL
+        changes += [f"UPDATE ETL_DB.{target} SET F8 = '-0'::FLOAT WHERE ID = 3",
                     f"UPDATE ETL_DB.{target} SET TS = '1900-01-01 00:00:00' WHERE ID = 1",
                     f"UPDATE ETL_DB.{target} SET DEC_TINY = 0.00002 WHERE ID = 5",
                     f"UPDATE ETL_DB.{target} SET TXT = NULL WHERE ID = 115"]
