@@ -2158,7 +2158,8 @@ class Reconciler:
         if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
             problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
         if problems:
-            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table: {'; '.join(problems)}. Leave the column "
+            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table (its load committed): "
+                           f"{'; '.join(problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
         name = next(r["name"] for r in rows if r["name"].lower() == pk[0].lower())
         self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
