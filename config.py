@@ -39,6 +39,9 @@ count_source      INCREMENTAL counts the whole source table (default True) so th
                   the SourceRecordCount metric and the diff column compare it with the target;
                   that count reads the whole table (an index-only scan at best). False keeps an
                   incremental run in proportion to its delta; the source count is then "-".
+verify            True: after each load, compare the target with the source by primary-key
+                  ranges (VERIFY, README "VERIFY"); the table's status is DRIFT when a key is
+                  missing, extra or different (each logged). Needs a one-column integer key.
 transform         a function defined in this file that takes and returns a Spark DataFrame;
                   it runs after the read and before staging (e.g. derive or rename columns).
                   It sees typed values, so PostgreSQL numeric, date and timestamp columns are

@@ -72,7 +72,7 @@ NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
 TABLE_KEYS = {
     "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
     "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
-    "null_timestamps", "fetch_size", "count_source",
+    "null_timestamps", "fetch_size", "count_source", "verify",
 }
 OPERATION_KEYS = {"type", "truncate_before_insert"}
 # Runtime arguments that name connection groups (SSM paths of source credentials).
@@ -102,6 +102,7 @@ class TableConfig:
     null_timestamps: str = "include"
     fetch_size: int = 10_000
     count_source: bool = True
+    verify: bool = False                   # compare with the source after each load (Reconciler)
 
     @property
     def namespace(self) -> str:
@@ -218,6 +219,8 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
         problems.append(f"{where}: 'fetch_size' must be a whole number >= 1")
     if not isinstance(entry.get("count_source", True), bool):
         problems.append(f"{where}: 'count_source' must be true or false")
+    if not isinstance(entry.get("verify", False), bool):
+        problems.append(f"{where}: 'verify' must be true or false")
     policy = entry.get("null_timestamps", "include")
     if policy not in NULL_TIMESTAMP_POLICIES:
         problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
@@ -262,6 +265,7 @@ def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
         null_timestamps=entry.get("null_timestamps", "include"),
         fetch_size=entry.get("fetch_size", 10_000),
         count_source=entry.get("count_source", True),
+        verify=entry.get("verify", False),
     )
 
 
@@ -358,7 +362,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
-                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS")
+                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY")
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,7 @@ class JobArgs:
     keep_staging: bool = False
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
+    verify: bool = False
 
 
 def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: int, problems: list[str]) -> int:
@@ -420,6 +425,7 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
+        verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
     )
 
 
@@ -981,6 +987,12 @@ def write_state_sql(state: str) -> str:
             f'WHEN NOT MATCHED THEN INSERT ({names}, "UPDATED_AT") VALUES ({values}, {_NOW})')
 
 
+def read_state_sql(state: str) -> str:
+    """A table's committed watermark (VERIFY bounds its comparison there; loads get it from ``plan_read_sql``)."""
+    return (f'SELECT "WATERMARK_COLUMN", "WATERMARK", "RUN_ID" FROM {state} '
+            f'WHERE "TARGET_TABLE" = %(target)s')
+
+
 LEASE_TABLE = "ETL_LOAD_LEASE"
 
 
@@ -1475,6 +1487,263 @@ def is_older_run(key: str, folder: str, prefix: str) -> bool:
     return len(rest) >= 3 and (rest[0], rest[1]) < (mine[0], mine[1])
 
 
+# ----- reconcile: canonical forms and fingerprints ----------------------------------------
+#
+# VERIFY compares a table without moving its rows: each side computes, in its own SQL, a canonical
+# text per value that is equal exactly when the loaded value equals the source value, a row hash
+# (MD5 over the columns' MD5s, 'N' for NULL, '|' between them: unambiguous, NULL is not ''), and per
+# key range (COUNT(*), SUM of the first 15 hex digits of the row hashes as a 60-bit integer). Only
+# differing ranges are split further; only small differing ranges send key + row hash.
+#
+# A column's canonical form is chosen by its *kind*, from the source's information_schema type and
+# the target column's Snowflake type. A source type not listed in CANON_KINDS (or a target type of
+# another family) makes VERIFY refuse the table, naming the column: never a wrong comparison.
+
+CANON_KINDS = {
+    "postgres": {
+        "smallint": "int", "integer": "int", "bigint": "int", "numeric": "decimal",
+        "real": "float4", "double precision": "float8",
+        "text": "text", "character varying": "text", "uuid": "text", "json": "text", "jsonb": "text",
+        "boolean": "bool", "date": "date", "timestamp without time zone": "ts_ntz",
+        "timestamp with time zone": "ts_tz", "bytea": "binary",
+    },
+    "mysql": {
+        "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "bigint": "int",
+        "decimal": "decimal", "float": "float4", "double": "float8",
+        "char": "text", "varchar": "text", "tinytext": "text", "text": "text", "mediumtext": "text",
+        "longtext": "text", "enum": "text", "set": "text", "json": "text",
+        "date": "date", "datetime": "ts_ntz", "timestamp": "ts_tz",
+        "binary": "binary", "varbinary": "binary", "tinyblob": "binary", "blob": "binary",
+        "mediumblob": "binary", "longblob": "binary",
+    },
+}
+# The Snowflake type family (``type_family``) a kind must have been loaded into.
+KIND_FAMILIES = {"int": "number", "decimal": "number", "float4": "float", "float8": "float", "text": "text",
+                 "bool": "boolean", "date": "date", "ts_ntz": "timestamp", "ts_tz": "timestamp",
+                 "binary": "binary"}
+NULL_MARK = "'N'"
+HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
+
+
+def canon_kind(engine: str, data_type: str, column_type: str, target_type_text: str) -> tuple[str | None, str]:
+    """(kind, "") or (None, why VERIFY cannot compare the column)."""
+    kind = CANON_KINDS.get(engine, {}).get(data_type.lower())
+    target = target_type_text.upper()
+    if kind == "int" and engine == "mysql" and column_type.lower().startswith("tinyint(1)") \
+            and type_family(target) == "boolean":
+        kind = "bool"                           # MySQL BOOLEAN (tinyint(1)) loaded as BOOLEAN
+    if kind is None:
+        return None, f"source type {data_type} has no canonical form for VERIFY yet"
+    if type_family(target) != KIND_FAMILIES[kind]:
+        return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
+    if kind in ("ts_ntz", "ts_tz") and _timestamp_kind(target)[0] != ("NTZ" if kind == "ts_ntz" else "TZ"):
+        return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
+    if kind == "decimal" and _number_digits(target)[1] == 0:
+        kind = "int"
+    return kind, ""
+
+
+def _float_canon(dialect: str, x: str) -> str:
+    """A finite non-zero double as '<sign><binary exponent>p<53-bit mantissa>': exact, from IEEE arithmetic.
+
+    e = FLOOR(LOG2(|x|)) clamped to the double range and corrected by one either way (a logarithm may
+    round across a power of two); |x| / 2^e * 2^52 is then an integer below 2^53, computed exactly
+    (division and multiplication by powers of two are exact in IEEE 754, also for subnormals).
+    """
+    a = f"ABS({x})"
+    log2 = {"postgres": f"LN({a}) / LN(CAST(2 AS DOUBLE PRECISION))", "mysql": f"LOG2({a})",
+            "snowflake": f"LOG(2, {a})"}[dialect]
+    e0 = f"LEAST(GREATEST(FLOOR({log2}), -1074), 1023)"
+    e = (f"({e0} + CASE WHEN {a} / POWER(2, {e0}) >= 2 THEN 1 "
+         f"WHEN {a} / POWER(2, {e0}) < 1 THEN -1 ELSE 0 END)")
+    m = f"{a} / POWER(2, {e}) * POWER(2, 52)"
+
+    def whole(v: str) -> str:
+        return {"postgres": f"CAST(CAST({v} AS BIGINT) AS TEXT)", "mysql": f"CAST(CAST({v} AS SIGNED) AS CHAR)",
+                "snowflake": f"TO_VARCHAR(CAST({v} AS NUMBER(20,0)))"}[dialect]
+
+    sign = f"CASE WHEN {x} < 0 THEN '-' ELSE '' END"
+    concat = "CONCAT({}, {}, 'p', {})" if dialect == "mysql" else "{} || {} || 'p' || {}"
+    finite = concat.format(sign, whole(e), whole(m))
+    zero = f"WHEN {x} = 0 THEN CASE WHEN ATAN2({x}, -1) < 0 THEN '-0' ELSE '0' END"
+    if dialect == "mysql":                 # MySQL/MariaDB DOUBLE holds no NaN or infinity
+        return f"CASE {zero} ELSE {finite} END"
+    t = "DOUBLE PRECISION" if dialect == "postgres" else "FLOAT"
+    nan, inf = ("NaN", "Infinity") if dialect == "postgres" else ("NaN", "inf")
+    return (f"CASE WHEN {x} = CAST('{nan}' AS {t}) THEN 'NaN' WHEN {x} = CAST('{inf}' AS {t}) THEN 'inf' "
+            f"WHEN {x} = CAST('-{inf}' AS {t}) THEN '-inf' {zero} ELSE {finite} END")
+
+
+def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
+    """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
+
+    int: plain digits. decimal: the value times 10^scale (the target's scale, >= the source's) as plain
+    digits. float4/float8: see ``_float_canon``; a 4-byte float is first read as the double its shortest
+    text names (what the extract staged). text/JSON: the string itself (JSON as loaded: the source's
+    text). bool: 1/0 (MySQL tinyint(1): any other value stays its digits, so it cannot match).
+    date/timestamps: ISO text with microseconds; TIMESTAMP_TZ and timestamptz as the UTC instant.
+    binary: lower-case hex.
+    """
+    pg, my, sf = dialect == "postgres", dialect == "mysql", dialect == "snowflake"
+    if kind == "int":
+        return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
+    if kind == "decimal":      # sign, whole part, fraction * 10^scale: no intermediate exceeds the column's digits
+        sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
+        whole = f"TRUNCATE({col}, 0)" if my else f"TRUNC({col})"
+        frac = f"ABS({col} - {whole}) * 1{'0' * scale}"
+        if pg:
+            return f"{sign} || CAST(ABS({whole}) AS TEXT) || '.' || CAST(TRUNC({frac}) AS TEXT)"
+        if my:
+            return (f"CONCAT({sign}, CAST(CAST(ABS({whole}) AS DECIMAL(65,0)) AS CHAR), '.', "
+                    f"CAST(CAST({frac} AS DECIMAL(65,0)) AS CHAR))")
+        # scale >= 1 here (scale 0 is kind int), so both parts have at most 37 digits
+        return (f"{sign} || TO_VARCHAR(CAST(ABS({whole}) AS NUMBER(37,0))) || '.' || "
+                f"TO_VARCHAR(CAST({frac} AS NUMBER(37,0)))")
+    if kind == "float4" and not sf:
+        kind, col = "float8", (f"CAST(CAST({col} AS TEXT) AS DOUBLE PRECISION)" if pg
+                               else f"CAST(CAST({col} AS CHAR) AS DOUBLE)")
+    if kind in ("float4", "float8"):
+        return _float_canon(dialect, col)
+    if kind == "text":
+        return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
+    if kind == "bool":
+        if my:
+            return f"CASE {col} WHEN 1 THEN '1' WHEN 0 THEN '0' ELSE CAST({col} AS CHAR) END"
+        return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"     # NULL stays NULL
+    formats = {"date": ("YYYY-MM-DD", "%Y-%m-%d", "YYYY-MM-DD"),
+               "ts_ntz": ("YYYY-MM-DD HH24:MI:SS.US", "%Y-%m-%d %H:%i:%s.%f", "YYYY-MM-DD HH24:MI:SS.FF6")}
+    if kind in ("date", "ts_ntz", "ts_tz"):
+        pg_fmt, my_fmt, sf_fmt = formats["date" if kind == "date" else "ts_ntz"]
+        if pg:
+            return f"TO_CHAR({col} AT TIME ZONE 'UTC', '{pg_fmt}')" if kind == "ts_tz" else \
+                f"TO_CHAR({col}, '{pg_fmt}')"
+        if my:                # zero dates loaded as NULL; the job's session runs in UTC (time_zone '+00:00')
+            zero = "0000-00-00" if kind == "date" else "0000-00-00 00:00:00.000000"
+            return f"NULLIF(DATE_FORMAT({col}, '{my_fmt}'), '{zero}')"
+        return (f"TO_VARCHAR(CONVERT_TIMEZONE('UTC', {col}), '{sf_fmt}')" if kind == "ts_tz"
+                else f"TO_VARCHAR({col}, '{sf_fmt}')")
+    if kind == "binary":
+        return f"ENCODE({col}, 'hex')" if pg else f"LOWER(HEX({col}))" if my else f"LOWER(HEX_ENCODE({col}))"
+    raise ValueError(f"unknown canonical kind {kind!r}")
+
+
+def row_hash_sql(dialect: str, canon: Sequence[str]) -> str:
+    """MD5 (hex) of the row: each column's MD5 (or 'N' for NULL), joined by '|'."""
+    if dialect == "mysql":    # MD5 of the UTF-8 bytes, whatever the column's character set
+        parts = [f"COALESCE(MD5(CONVERT({c} USING utf8mb4)), {NULL_MARK})" for c in canon]
+        return f"MD5(CONCAT_WS('|', {', '.join(parts)}))"
+    parts = [f"COALESCE(MD5({c}), {NULL_MARK})" for c in canon]
+    joined = " || '|' || ".join(parts)
+    return f"MD5({joined})"
+
+
+def hash_slice_sql(dialect: str, row_hash: str) -> str:
+    """The first HASH_HEX_DIGITS hex digits of a row hash as an integer."""
+    head = f"SUBSTR({row_hash}, 1, {HASH_HEX_DIGITS})"
+    if dialect == "postgres":
+        return f"CAST(CAST('x' || LPAD({head}, 16, '0') AS BIT(64)) AS BIGINT)"
+    if dialect == "mysql":
+        return f"CAST(CONV({head}, 16, 10) AS UNSIGNED)"
+    return f"TO_NUMBER({head}, '{'X' * HASH_HEX_DIGITS}')"
+
+
+def bucket_width(lo: int, hi: int, buckets: int) -> int:
+    """Width of each of at most ``buckets`` half-open key ranges that cover lo..hi (inclusive)."""
+    return max(1, -(-(hi - lo + 1) // max(1, buckets)))
+
+
+def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo: int, hi: int, width: int,
+                           where: str | None = None) -> str:
+    """Per bucket FLOOR((key - lo) / width) of keys lo..hi: (bucket, rows, sum of hash slices)."""
+    bucket = f"FLOOR(({key} - {lo}) / {width})"
+    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+    return (f"SELECT {bucket} AS b, COUNT(*) AS n, SUM({hash_slice_sql(dialect, row_hash)}) AS h "
+            f"FROM {table} WHERE {cond} GROUP BY {bucket}")
+
+
+def key_hashes_sql(table: str, key: str, row_hash: str, lo: int, hi: int, where: str | None = None) -> str:
+    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+    return f"SELECT {key} AS k, {row_hash} AS rh FROM {table} WHERE {cond}"
+
+
+def key_bounds_sql(table: str, key: str, where: str | None = None) -> str:
+    return f"SELECT MIN({key}) AS lo, MAX({key}) AS hi FROM {table}" + (f" WHERE {where}" if where else "")
+
+
+def differing_buckets(source: Mapping[int, tuple[int, int]], target: Mapping[int, tuple[int, int]]) -> list[int]:
+    """Buckets whose (rows, hash sum) differ, in order; a bucket missing on one side is (0, 0) there."""
+    return sorted(b for b in set(source) | set(target) if source.get(b, (0, 0)) != target.get(b, (0, 0)))
+
+
+def bucket_range(lo: int, width: int, bucket: int, hi: int) -> tuple[int, int]:
+    """The inclusive key range of ``bucket``."""
+    start = lo + bucket * width
+    return start, min(hi, start + width - 1)
+
+
+VERIFY_BUCKETS = 16          # key ranges per split
+VERIFY_LEAF_ROWS = 2_000     # a differing range this small sends key + row hash instead of splitting again
+VERIFY_LOG_KEYS = 100        # differing keys logged one per line (all are counted)
+
+
+Fingerprints = Callable[[int, int, int], tuple[Mapping[int, tuple[int, int]], Mapping[int, tuple[int, int]]]]
+
+
+def differing_ranges(lo: int, hi: int, fingerprints: Fingerprints, buckets: int = VERIFY_BUCKETS,
+                     leaf_rows: int = VERIFY_LEAF_ROWS) -> tuple[list[tuple[int, int]], int, int]:
+    """Bisect lo..hi down to the small key ranges whose fingerprints differ.
+
+    ``fingerprints(lo, hi, width)`` returns (source, target) per-bucket (rows, hash sum) of keys lo..hi.
+    Returns (the inclusive ranges to compare key by key, source rows in lo..hi, fingerprint calls).
+    """
+    pending, leaves, rows, calls = [(lo, hi)], [], 0, 0
+    while pending:
+        a, b = pending.pop()
+        width = bucket_width(a, b, buckets)
+        src, tgt = fingerprints(a, b, width)
+        if calls == 0:
+            rows = sum(n for n, _ in src.values())
+        calls += 1
+        for bucket in differing_buckets(src, tgt):
+            r = bucket_range(a, width, bucket, b)
+            small = max(src.get(bucket, (0, 0))[0], tgt.get(bucket, (0, 0))[0]) <= leaf_rows or r[0] == r[1]
+            (leaves if small else pending).append(r)
+    return sorted(leaves), rows, calls
+
+
+@dataclass
+class Drift:
+    """What VERIFY found: keys missing in the target, extra there, or holding a different row."""
+
+    missing: list = field(default_factory=list)
+    extra: list = field(default_factory=list)
+    different: list = field(default_factory=list)
+    rows: int = 0                  # source rows compared
+    changed_since_load: int = 0    # differing keys the source changed after the committed watermark
+
+    @property
+    def count(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.different)
+
+
+def compare_key_hashes(source: Mapping[Any, str], target: Mapping[Any, str]) -> Drift:
+    drift = Drift()
+    for k in sorted(set(source) | set(target)):
+        if k not in target:
+            drift.missing.append(k)
+        elif k not in source:
+            drift.extra.append(k)
+        elif source[k] != target[k]:
+            drift.different.append(k)
+    return drift
+
+
+def verify_summary(d: Drift) -> str:
+    return (f"VERIFY {d.count} mismatched of {d.rows} rows (missing {len(d.missing)}, extra {len(d.extra)}, "
+            f"different {len(d.different)}" + (f"; {d.changed_since_load} changed since the last load, not compared"
+                                               if d.changed_since_load else "") + ")")
+
+
 # ----- run summary -------------------------------------------------------------------
 
 
@@ -1491,6 +1760,7 @@ class TableResult:
     updated: int | None = None
     seconds: float = 0.0
     error: str | None = None
+    verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
 
     @property
     def difference(self) -> int | None:
@@ -1512,6 +1782,7 @@ def summary_table(results: Sequence[TableResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     ok = sum(r.status == "OK" for r in results)
     lines.append(f"{ok}/{len(results)} tables OK")
+    lines += [f"{r.key}: {verify_summary(r.verified)}" for r in results if r.verified is not None]
     lines += [r.error if r.error.startswith(f"{r.key}:") else f"{r.key}: {r.error}" for r in results if r.error]
     return "\n".join(lines)
 
@@ -2140,6 +2411,124 @@ def in_background(fn: Callable[..., Any], *args: Any) -> Future:
     return done
 
 
+def reconcile_columns_query(engine: str, namespace: str, table: str) -> str:
+    """Each column's name, data_type and (MySQL) column_type, lower case, for ``canon_kind``."""
+    ctype = "LOWER(column_type)" if engine == "mysql" else "''"
+    return (f"SELECT column_name AS name, LOWER(data_type) AS type, {ctype} AS ctype "
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
+            f"ORDER BY ordinal_position")
+
+
+class Reconciler:
+    """VERIFY: compare a loaded table with its source by primary-key ranges, everything pushed down.
+
+    Each side answers (rows, sum of 60-bit row-hash slices) per key bucket; differing buckets are split
+    again until they hold at most VERIFY_LEAF_ROWS rows, whose keys and row hashes are then compared.
+    Timestamp tables are bounded at the committed watermark on the source side; a differing key whose
+    source row changed after it is counted as ``changed_since_load``, not as drift.
+    """
+
+    def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
+                 target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter):
+        self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
+        self.target_cols, self.state_table = target_cols, state_table
+        self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
+
+    def _plan(self) -> None:
+        cfg, engine = self.cfg, self.source.engine
+        rows = self.source.query(reconcile_columns_query(engine, cfg.namespace, cfg.source_table))
+        wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
+        problems, src, tgt, kinds = [], [], [], {}
+        for r in rows:
+            name = r["name"]
+            if wanted is not None and name.lower() not in wanted:
+                continue
+            ttype = self.target_cols.get(name.upper())
+            if ttype is None:
+                problems.append(f"column {name} is not in {cfg.target}")
+                continue
+            kind, why = canon_kind(engine, r["type"], r.get("ctype") or "", ttype)
+            if kind is None:
+                problems.append(f"column {name}: {why}")
+                continue
+            scale = _number_digits(ttype)[1] if kind == "decimal" else 0
+            kinds[name.lower()] = kind
+            src.append(canonical_sql(engine, kind, source_quote(engine, name), scale))
+            tgt.append(canonical_sql("snowflake", kind, qi(name.upper()), scale))
+        pk = cfg.primary_key
+        if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
+            problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
+        if problems:
+            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table (its load committed): "
+                           f"{'; '.join(problems)}. Leave the column "
+                           f"out with 'columns', or turn 'verify' off for the table")
+        name = next(r["name"] for r in rows if r["name"].lower() == pk[0].lower())
+        self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
+        self.src_hash, self.tgt_hash = row_hash_sql(engine, src), row_hash_sql("snowflake", tgt)
+        self.bound = self._bound(rows)
+
+    def _bound(self, rows: list[dict]) -> str | None:
+        """Source rows at or before the table's committed watermark (timestamp tables only)."""
+        ts = self.cfg.timestamp_column
+        state = self.wh.rows(read_state_sql(self.state_table), {"target": self.cfg.target})
+        if not ts or not state or state[0][0] != ts.upper() or state[0][1] is None:
+            return None
+        wm = Watermark(state[0][0], state[0][1])
+        if not wm.is_timestamp:
+            return None
+        name = next(r["name"] for r in rows if r["name"].lower() == ts.lower())
+        q = source_quote(self.source.engine, name)
+        nulls = "" if self.cfg.null_timestamps == "exclude" else f" OR {q} IS NULL"
+        return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
+
+    def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
+        s = self.source.query(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key,
+                                                     self.src_hash, lo, hi, width, self.bound))
+        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width))
+        return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
+                {int(b): (int(n), int(h or 0)) for b, n, h in t})
+
+    def verify(self) -> Drift:
+        self._plan()
+        s = self.source.query_one(key_bounds_sql(self.src_table, self.src_key, self.bound))
+        t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key))[0]
+        ends = [int(v) for v in (s.get("lo"), s.get("hi"), *t) if v is not None]
+        if not ends:
+            return Drift()
+        leaves, rows, queries = differing_ranges(min(ends), max(ends), self._buckets)
+        drift = self._compare(leaves)
+        drift.rows = rows
+        self.log.info("step=verify ranges_queried=%d leaves=%d", queries, len(leaves))
+        return drift
+
+    def _compare(self, leaves: Sequence[tuple[int, int]]) -> Drift:
+        src: dict = {}
+        tgt: dict = {}
+        for lo, hi in leaves:
+            src.update({int(r["k"]): r["rh"] for r in self.source.query(
+                key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound))})
+            tgt.update({int(k): h for k, h in self.wh.rows(key_hashes_sql(self.target, self.tgt_key,
+                                                                          self.tgt_hash, lo, hi))})
+        drift = compare_key_hashes(src, tgt)
+        if self.bound and drift.count:           # re-check: rows the source changed after the last load
+            keys = drift.missing + drift.extra + drift.different
+            later = set()
+            for i in range(0, len(keys), 1000):
+                later |= {int(r["k"]) for r in self.source.query(
+                    f"SELECT {self.src_key} AS k FROM {self.src_table} WHERE {self.src_key} IN "
+                    f"({', '.join(str(k) for k in keys[i:i + 1000])}) AND NOT ({self.bound})")}
+            drift.missing, drift.extra, drift.different = ([k for k in ks if k not in later] for ks in
+                                                           (drift.missing, drift.extra, drift.different))
+            drift.changed_since_load = len(later)
+        shown = [("missing_in_target", k) for k in drift.missing] + [("extra_in_target", k) for k in drift.extra] \
+            + [("different", k) for k in drift.different]
+        for what, k in shown[:VERIFY_LOG_KEYS]:
+            self.log.warning("step=verify %s key=%s", what, k)
+        if len(shown) > VERIFY_LOG_KEYS:
+            self.log.warning("step=verify more_keys_not_logged=%d", len(shown) - VERIFY_LOG_KEYS)
+        return drift
+
+
 class Table:
     """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
 
@@ -2173,6 +2562,8 @@ class Table:
                 return self.result
             try:
                 self._run(source, wh)
+                if self.cfg.verify or self.ctx.args.verify:
+                    self._verify(source, wh)
             except LeaseTaken as exc:
                 self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"
                 self.log.warning("step=lease skipped=true %s", exc)
@@ -2180,7 +2571,7 @@ class Table:
             finally:
                 if not self._released:
                     self.ctx.leases.release(wh, self.cfg.target)
-            self.result.status = "OK"
+            self.result.status = "DRIFT" if self.result.verified and self.result.verified.count else "OK"
         except Exception as exc:
             self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
                                                else f"{type(exc).__name__}: {exc}")
@@ -2192,6 +2583,24 @@ class Table:
             self.result.seconds = time.monotonic() - started
             self._publish()
         return self.result
+
+    def _verify(self, source: JdbcSource, wh: Warehouse) -> None:
+        """VERIFY after the load, under the table's lease (see Reconciler); metrics VerifiedRows/MismatchedRows."""
+        with self._step("verify") as info:
+            drift = Reconciler(source, wh, self.cfg, self.target, self._target_columns(wh), self.ctx.state_table,
+                               self.log).verify()
+            info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
+        self.result.verified = drift
+        try:
+            self.ctx.metrics.publish(self.cfg.key, {"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
+        except Exception as exc:  # metrics must not turn a good comparison into a failure
+            self.log.warning("step=metrics error=%s", REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
+
+    def _target_columns(self, wh: Warehouse) -> dict[str, str]:
+        """The target's columns as they are after the load (FULL may have redefined them)."""
+        rows = wh.rows(target_columns_sql(self.ctx.snowflake.database),
+                       {"schema": self.cfg.target_schema, "table": self.cfg.target_name})
+        return {row[0]: target_type(*row[1:]) for row in rows}
 
     def _ssm_path(self) -> str:
         return self.ctx.args.groups[self.cfg.ssm_key]

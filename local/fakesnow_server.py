@@ -284,6 +284,7 @@ def _roll_back_detached_transactions(idle_seconds: float) -> None:
 
 
 if __name__ == "__main__":
+    __import__("local.fakesnow_reconcile", fromlist=["install"]).install()   # VERIFY's SQL (issue 15)
     _patch_read_csv()
     _patch_null_timestamps()
     _patch_table_comments()

@@ -57,7 +57,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict[str, dict]:
     out = {}
     for line in lines[start + 2:]:
         parts = line.split()
-        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED", "SKIPPED"):
+        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED", "SKIPPED", "DRIFT"):
             break
         key, mode, target, source, delta, target_rows, diff, seconds, status = parts
         out[key] = {"mode": mode, "target": target, "source": _int(source), "delta": _int(delta),

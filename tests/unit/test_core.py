@@ -293,7 +293,7 @@ def all_statements():
         g.stage_stats_sql(STAGE, ["ID", "LINE"], "UPDATED_AT"), g.stage_stats_sql(STAGE, [], None),
         g.count_sql(TARGET), g.max_sql(TARGET, "UPDATED_AT"), g.drop_table_sql(STAGE),
         g.target_columns_sql("ETL_DB"), g.create_schema_sql("ETL_DB", "RAW"), g.create_state_table_sql(STATE),
-        g.write_state_sql(STATE),
+        g.write_state_sql(STATE), g.read_state_sql(STATE),
         g.create_lease_table_sql(LEASE), *g.lease_sqls(LEASE).values(),
     ]
 

@@ -1,0 +1,51 @@
+"""Snowflake functions VERIFY uses that fakesnow 0.11.22 (on DuckDB 1.5.5) cannot run, translated.
+
+- ``TO_NUMBER(<text>, 'XXX...')``: Snowflake's hexadecimal format model (one X per hex digit; Snowflake
+  docs, "SQL format models", Numeric formats: "X ... hexadecimal digit") turns hex text into a number.
+  fakesnow rejects any TO_NUMBER with a format ("not implemented"). The translation reads it as DuckDB's
+  ``CAST('0x' || text AS UBIGINT)``, the same value for the at most 16 digits the job sends.
+
+- ``TO_VARCHAR(<date or timestamp>, '<format>')`` (Snowflake docs, "TO_CHAR , TO_VARCHAR": "for date and
+  time values, the format is a date/time format"): sqlglot 30.22 cannot tell the argument's type and
+  drops the format ("Argument 'format' is not supported for expression 'ToChar'"), so DuckDB casts the
+  value to text instead: '2026-01-01 00:00:01' loses the '.000000' that FF6 asks for. A format made of
+  date/time elements (it has YYYY) becomes DuckDB's STRFTIME with the same elements.
+
+``install()`` wraps fakesnow's statement transform; called from ``local/fakesnow_server.py``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fakesnow.cursor import FakeSnowflakeCursor
+from sqlglot import exp
+from sqlglot.dialects.snowflake import Snowflake
+
+_HEX_FORMAT = re.compile(r"^[Xx]{1,16}$")
+
+
+def hex_to_number(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.ToNumber):
+        fmt = node.args.get("format")
+        if isinstance(fmt, exp.Literal) and fmt.is_string and _HEX_FORMAT.match(fmt.this):
+            text = exp.DPipe(this=exp.Literal.string("0x"), expression=node.this.copy())
+            return exp.Cast(this=exp.Paren(this=text), to=exp.DataType.build("UBIGINT", dialect="duckdb"))
+    return node
+
+
+def date_format_to_strftime(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.ToChar):
+        fmt = node.args.get("format")
+        if isinstance(fmt, exp.Literal) and fmt.is_string and "YYYY" in fmt.this.upper():
+            return exp.TimeToStr(this=node.this.copy(), format=Snowflake.format_time(fmt))
+    return node
+
+
+def install() -> None:
+    original = FakeSnowflakeCursor._transform
+
+    def _transform(self, expression, params):
+        return original(self, expression.transform(hex_to_number).transform(date_format_to_strftime), params)
+
+    FakeSnowflakeCursor._transform = _transform
