@@ -2641,8 +2641,8 @@ class Table:
             if ts:
                 self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
             facts = source_columns(source.query(column_types_query(source.engine, cfg.namespace, cfg.source_table)))
-            plan = type_plan(source.engine, facts, selected, cfg.key, part_col, cfg.transform is not None)
-            self._check_values(source, plan, predicate)
+            types = type_plan(source.engine, facts, selected, cfg.key, part_col, cfg.transform is not None)
+            self._check_values(source, types, predicate)
             self._windowed = cfg.mode == "INCREMENTAL" and bool(predicate)   # reads part of the table
             if self._windowed and cfg.count_source:
                 # Only the summary needs the whole table's count: it runs beside extract, stage and COPY.
@@ -2654,11 +2654,11 @@ class Table:
         with self._step("extract") as info:
             # Some types travel as the source's text (see ``type_plan``).
             sql = source_query(source.engine, cfg.namespace, cfg.source_table,
-                               selected if cfg.columns or plan.text else None, predicate, plan.exprs)
+                               selected if cfg.columns or types.text else None, predicate, types.exprs)
             n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
             predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
                 if part_col else []
-            df = source.read(sql, cfg.fetch_size, predicates, list(plan.text))
+            df = source.read(sql, cfg.fetch_size, predicates, list(types.text))
             zoned = ZONED_TYPES[source.engine]
             df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
                             if f.name.lower() in facts and facts[f.name.lower()].type in zoned
@@ -2666,9 +2666,9 @@ class Table:
                             else df[f"`{f.name}`"] for f in df.schema.fields])
             if cfg.transform is not None:
                 df = cfg.transform(df)
-            cols = plan.columns([(f.name, f.dataType) for f in df.schema.fields],
+            cols = types.columns([(f.name, f.dataType) for f in df.schema.fields],
                                 {f.name: f.dataType for f in schema.fields}, cfg.key)
-            info.update(partitions=max(1, len(predicates)), verbatim=len(plan.text), sql=json.dumps(sql),
+            info.update(partitions=max(1, len(predicates)), verbatim=len(types.text), sql=json.dumps(sql),
                         **({"split": json.dumps(predicates)} if predicates else {}))
 
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
