@@ -358,6 +358,10 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
                  "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS")
+# Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
+# docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
+GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")   # argparse takes these as values, not options
 
 
 @dataclass(frozen=True)
@@ -374,6 +378,7 @@ class JobArgs:
     keep_staging: bool = False
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
+    resolved: dict = field(default_factory=dict, repr=False, compare=False)   # getResolvedOptions' dict
 
 
 def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: int, problems: list[str]) -> int:
@@ -387,17 +392,69 @@ def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: i
     return number
 
 
+def _unknown_arg(name: str) -> str:
+    import difflib
+
+    ours = (*REQUIRED_ARGS, *OPTIONAL_ARGS)
+    close = difflib.get_close_matches(name.upper(), ours, n=1, cutoff=0.5)
+    hint = f" (did you mean --{close[0]}?)" if close else f"; job arguments are --{', --'.join(ours)}"
+    return f"unknown runtime argument --{name}{hint}"
+
+
+def argument_problems(argv: Sequence[str]) -> list[str]:
+    """What getResolvedOptions would let pass silently: unknown or abbreviated upper-case names,
+    our arguments without a value (or with one starting with '-'), stray words.
+
+    Glue's own arguments (lower/mixed case such as --TempDir, --job-bookmark-option, --enable-*,
+    --extra-py-files, and the upper-case GLUE_UPPER_ARGS) are left alone, with their values.
+    """
+    ours = {*REQUIRED_ARGS, *OPTIONAL_ARGS}
+    problems: list[str] = []
+    seen: set[str] = set()
+    i, tokens = 0, list(argv[1:])
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.startswith("--"):
+            problems.append(f"unexpected word {token[:40]!r}: every value follows its --NAME "
+                            f"(quote a value that has spaces)")
+            continue
+        name, has_inline, _ = token[2:].partition("=")
+        follows = tokens[i] if i < len(tokens) else None
+        takes_next = not has_inline and follows is not None and (not follows.startswith("-")
+                                                                 or _NEGATIVE_NUMBER.match(follows) is not None)
+        if name in ours:
+            if name in seen:
+                problems.append(f"--{name} is given twice")
+            seen.add(name)
+            if not has_inline and not takes_next:
+                why = f"is followed by {follows[:40]!r}" if follows is not None else "is the last word"
+                problems.append(f"--{name} needs a value, but it {why} (a value may not start with '-')")
+                takes_next = follows is not None and not follows.startswith("--")
+        elif name.upper() in ours or (name.isupper() and name not in GLUE_UPPER_ARGS):
+            problems.append(_unknown_arg(name))
+        elif follows is not None and follows.startswith("-") and not follows.startswith("--"):
+            takes_next = True           # a Glue argument's value such as '-Xss4m' (not ours to judge)
+        if takes_next:
+            i += 1
+    return problems
+
+
 def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]], dict] | None = None) -> JobArgs:
-    """Read the Glue job arguments (``--NAME value``) with awsglue's getResolvedOptions."""
+    """Read the Glue job arguments (``--NAME value``) with awsglue's getResolvedOptions, strictly:
+    ``argument_problems`` first, and getResolvedOptions' own errors (GlueArgumentError) as ConfigError."""
     if resolve is None:
         from awsglue.utils import getResolvedOptions as resolve
     present = {a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--")}
-    missing = [f"--{name}" for name in REQUIRED_ARGS if name not in present]
-    if missing:
-        raise ConfigError([f"missing runtime argument {m}" for m in missing])
+    problems = argument_problems(argv)
+    problems += [f"missing runtime argument --{name}" for name in REQUIRED_ARGS if name not in present]
+    if problems:
+        raise ConfigError(problems)
     names = list(REQUIRED_ARGS) + [n for n in OPTIONAL_ARGS if n in present]
-    values = resolve(list(argv), names)
-    problems: list[str] = []
+    try:
+        values = resolve(list(argv), names)
+    except Exception as exc:  # awsglue.utils.GlueArgumentError (argparse's message) or its RuntimeError
+        raise ConfigError([f"runtime arguments: {exc}"]) from None
     parallelism = _whole_number(values, "PARALLELISM", 4, 1, problems)
     lease_seconds = _whole_number(values, "LEASE_SECONDS", 120, 2, problems)
     lease_wait_seconds = _whole_number(values, "LEASE_WAIT_SECONDS", 0, 0, problems)
@@ -419,6 +476,7 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
+        resolved=dict(values),
     )
 
 
@@ -1206,7 +1264,11 @@ def java_error_text(exc: BaseException) -> str:
 
 def _python_value(rs: Any, i: int) -> Any:
     """Column ``i`` of a JDBC ResultSet's current row as a Python value (partition bounds keep their type:
-    a timestamptz bound must not come back as text with an offset Spark cannot parse for a NTZ column)."""
+    a timestamptz bound must not come back as text with an offset Spark cannot parse for a NTZ column).
+
+    MySQL Connector/J 8.0.23+ returns DATETIME as ``java.time.LocalDateTime`` (and may return the
+    other java.time classes); PostgreSQL's and MariaDB's drivers return ``java.sql`` classes.
+    """
     from py4j.java_gateway import JavaObject
 
     v = rs.getObject(i)
@@ -1214,13 +1276,49 @@ def _python_value(rs: Any, i: int) -> Any:
         return v                        # None, numbers, strings, booleans: converted by Py4J
     kind = v.getClass().getName()
     if kind == "java.sql.Timestamp":
-        t = v.toLocalDateTime()
-        return dt.datetime(t.getYear(), t.getMonthValue(), t.getDayOfMonth(), t.getHour(), t.getMinute(),
-                           t.getSecond(), t.getNano() // 1000)
+        return _wall_clock(v.toLocalDateTime())
+    if kind == "java.time.LocalDateTime":
+        return _wall_clock(v)
+    if kind == "java.time.OffsetDateTime":      # an instant: its UTC wall clock, as the JVM (UTC) shows it
+        return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=v.toEpochSecond(), microseconds=v.getNano() // 1000)
     if kind == "java.sql.Date":
-        d = v.toLocalDate()
-        return dt.date(d.getYear(), d.getMonthValue(), d.getDayOfMonth())
+        return _calendar_date(v.toLocalDate())
+    if kind == "java.time.LocalDate":
+        return _calendar_date(v)
+    if kind == "java.time.LocalTime":
+        return dt.time(v.getHour(), v.getMinute(), v.getSecond(), v.getNano() // 1000)
     return rs.getString(i)
+
+
+def _wall_clock(t: Any) -> dt.datetime:
+    """A java.time.LocalDateTime as a naive datetime (microseconds; JDBC sources have no finer)."""
+    return dt.datetime(t.getYear(), t.getMonthValue(), t.getDayOfMonth(), t.getHour(), t.getMinute(),
+                       t.getSecond(), t.getNano() // 1000)
+
+
+def _calendar_date(d: Any) -> dt.date:
+    return dt.date(d.getYear(), d.getMonthValue(), d.getDayOfMonth())
+
+
+# JDBC properties the job sets per driver class; a secret's "properties" may add others.
+# FIXED ones are what the fidelity guarantees rest on: the secret cannot override them.
+DRIVER_PROPERTIES = {
+    "org.postgresql.Driver": {"connectTimeout": "20", "socketTimeout": "3600"},
+    "com.mysql.cj.jdbc.Driver": {"connectTimeout": "20000"},
+    "org.mariadb.jdbc.Driver": {"connectTimeout": "20000"},
+}
+FIXED_DRIVER_PROPERTIES = {
+    # Text transfer: VERBATIM_TYPES relies on the server's own text.
+    "org.postgresql.Driver": {"binaryTransfer": "false"},
+    # MySQL Connector/J 8.0 ("Configuration Properties", Connector/J 8.0 Developer Guide):
+    # zero dates read as NULL, as MariaDB Connector/J does (its default is EXCEPTION);
+    # the session and the driver agree on UTC, so a TIMESTAMP is the same instant in the JVM;
+    # a server-side cursor fetches `fetchsize` rows at a time instead of the whole result
+    # ("ResultSet": by default Connector/J reads every row into memory).
+    "com.mysql.cj.jdbc.Driver": {"zeroDateTimeBehavior": "CONVERT_TO_NULL", "connectionTimeZone": "+00:00",
+                                 "forceConnectionTimeZoneToSession": "true", "preserveInstants": "true",
+                                 "useCursorFetch": "true"},
+}
 
 
 class JdbcSource:
@@ -1239,13 +1337,11 @@ class JdbcSource:
         return "SET TIME ZONE 'UTC'" if self.engine == "postgres" else "SET time_zone = '+00:00'"
 
     def _properties(self) -> dict[str, str]:
-        """JDBC connection properties: credentials, timeouts, then the secret's own properties."""
+        """JDBC connection properties: credentials, the driver's defaults (DRIVER_PROPERTIES), the
+        secret's own properties, then what the job's guarantees need (FIXED_DRIVER_PROPERTIES)."""
         s = self.settings
-        timeouts = ({"connectTimeout": "20", "socketTimeout": "3600"} if s.engine == "postgres"
-                    else {"connectTimeout": "20000"})
-        # Text transfer, whatever the secret says: VERBATIM_TYPES relies on the server's own text.
-        fixed = {"binaryTransfer": "false"} if s.engine == "postgres" else {}
-        return {"user": s.user, "password": s.password, **timeouts, **s.properties, **fixed}
+        return {"user": s.user, "password": s.password, **DRIVER_PROPERTIES.get(s.driver, {}), **s.properties,
+                **FIXED_DRIVER_PROPERTIES.get(s.driver, {})}
 
     def _reader(self, fetch_size: int = 10_000) -> Any:
         s = self.settings
