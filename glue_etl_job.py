@@ -396,7 +396,8 @@ def _unknown_arg(name: str) -> str:
     import difflib
 
     ours = (*REQUIRED_ARGS, *OPTIONAL_ARGS)
-    close = difflib.get_close_matches(name.upper(), ours, n=1, cutoff=0.5)
+    close = ([n for n in ours if n.startswith(name.upper())]                  # an abbreviation first
+             or difflib.get_close_matches(name.upper(), ours, n=1, cutoff=0.5))
     hint = f" (did you mean --{close[0]}?)" if close else f"; job arguments are --{', --'.join(ours)}"
     return f"unknown runtime argument --{name}{hint}"
 
@@ -1129,10 +1130,23 @@ def staging_prefix(job_name: str, database: str, table_key: str, started: dt.dat
     return f"{staging_folder(job_name, database, table_key)}{started:%Y-%m-%d}/{stamp}/"
 
 
+FOLDER_MARKER = "_$folder$"    # EMRFS (s3:// on Glue) writes an empty "<dir>_$folder$" object beside each dir
+
+
 def is_older_run(key: str, folder: str, prefix: str) -> bool:
-    """Is ``key`` (below ``folder``) a file of a run that started before the run owning ``prefix``?"""
-    rest, mine = key[len(folder):].split("/"), prefix[len(folder):].split("/")
-    return len(rest) >= 3 and (rest[0], rest[1]) < (mine[0], mine[1])
+    """Is ``key`` (below ``folder``) a file of a run that started before the run owning ``prefix``?
+
+    EMRFS folder markers count too: ``<day>/<run>_$folder$`` belongs to that run, and
+    ``<day>_$folder$`` to a day before this run's (a day folder of earlier runs only).
+    """
+    if not key.startswith(folder):
+        return False                    # e.g. the marker of ``folder`` itself: shared by every run
+    rest = key[len(folder):]
+    marker = rest.endswith(FOLDER_MARKER)
+    parts, mine = rest.removesuffix(FOLDER_MARKER).split("/"), prefix[len(folder):].split("/")
+    if marker and len(parts) == 1:
+        return parts[0] < mine[0]
+    return len(parts) >= (2 if marker else 3) and (parts[0], parts[1]) < (mine[0], mine[1])
 
 
 # ----- run summary -------------------------------------------------------------------
@@ -1446,10 +1460,14 @@ class S3Staging:
         return sorted(names)
 
     def delete(self, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
-        """Delete the objects below ``prefix`` (except those ``keep`` names); returns how many."""
+        """Delete the objects below ``prefix`` and its EMRFS folder marker (``<prefix>_$folder$``),
+        except those ``keep`` names; returns how many."""
+        marker = prefix.rstrip("/") + FOLDER_MARKER
         keys = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [{"Key": o["Key"]} for o in page.get("Contents", []) if not keep(o["Key"])]
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                       Prefix=prefix.rstrip("/")):
+            keys += [{"Key": o["Key"]} for o in page.get("Contents", [])
+                     if (o["Key"].startswith(prefix) or o["Key"] == marker) and not keep(o["Key"])]
         for i in range(0, len(keys), 1000):
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
         return len(keys)
@@ -2094,7 +2112,14 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
     """The TABLES dict: from --CONFIG (JSON, local path or s3:// URI) or from config.py."""
     if not args.config_path:
-        import config
+        try:
+            import config
+        except ModuleNotFoundError as exc:
+            if exc.name != "config":
+                raise
+            raise ConfigError(["config.py cannot be imported: ship it with the job (Glue: --extra-py-files "
+                               "s3://<bucket>/<path>/config.py, see docs/GLUE.md) or pass --CONFIG <JSON file>"]
+                              ) from None
         return config.TABLES
     path = args.config_path
     try:
@@ -2121,47 +2146,76 @@ def plan_run(args: JobArgs, registry: Any) -> list[TableConfig]:
     return list(select_tables(tables, args.tables).values())
 
 
-def spark_session(app_name: str) -> tuple[Any, Any]:
+def on_glue(environ: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> bool:
+    """Does this process run as an AWS Glue job? Glue 5.0 sets GLUE_VERSION in the job's environment
+    and passes --JOB_RUN_ID to the script (awsglue's Job.id_params); see docs/GLUE.md."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("GLUE_VERSION")) or any(a == "--JOB_RUN_ID" or a.startswith("--JOB_RUN_ID=") for a in argv)
+
+
+def local_spark_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """The Spark options the local stack asks for through its environment (``local.stack env``), and
+    nothing else: on Glue none of these variables exist, and Glue's own JVM and S3 settings stay.
+
+    ``ETL_SPARK_JARS``: JDBC drivers and S3A (s3:// through S3A, no _SUCCESS files);
+    ``ETL_SPARK_JAVA_OPTIONS``: driver JVM options (UTC, the class-data sharing archive);
+    ``AWS_ENDPOINT_URL(_S3)``: S3A pointed at a local S3 (path-style).
+    """
+    options: dict[str, str] = {}
+    java_options = environ.get("ETL_SPARK_JAVA_OPTIONS", "").strip()
+    if java_options:
+        options["spark.driver.extraJavaOptions"] = java_options
+    jars = environ.get("ETL_SPARK_JARS")
+    if jars:
+        options.update({"spark.jars": jars,
+                        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                        "spark.hadoop.fs.s3a.aws.credentials.provider":
+                            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+                        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"})
+        endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options.update({"spark.hadoop.fs.s3a.endpoint": endpoint,
+                            "spark.hadoop.fs.s3a.path.style.access": "true",
+                            "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower()})
+    return options
+
+
+def spark_session(app_name: str, glue: bool | None = None) -> tuple[Any, Any]:
     """(SparkSession, GlueContext or None). The only place that knows where it runs.
 
-    On Glue the session comes from GlueContext. Elsewhere a plain session is built;
-    ``ETL_SPARK_JARS`` (set by the local stack) adds the JDBC drivers and S3A,
-    ``ETL_SPARK_JAVA_OPTIONS`` adds driver JVM options (the stack's class-data sharing
-    archive) and ``AWS_ENDPOINT_URL`` points S3A at a local S3.
+    On Glue (``on_glue``) the session comes from GlueContext; if GlueContext cannot start there,
+    that is logged and the job goes on with the plain session Glue started. Elsewhere a session
+    is built with ``local_spark_options`` only: no JVM option is set unless the local stack asks.
     """
     from pyspark.sql import SparkSession
 
-    driver_options = " ".join(["-Duser.timezone=UTC", os.environ.get("ETL_SPARK_JAVA_OPTIONS", "")]).strip()
-    builder = (SparkSession.builder.appName(app_name)
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.driver.extraJavaOptions", driver_options)
-               .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.ui.showConsoleProgress", "false"))
-    jars = os.environ.get("ETL_SPARK_JARS")
-    if jars:
-        builder = (builder.config("spark.jars", jars)
-                   .config("spark.hadoop.fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
-                   .config("spark.hadoop.fs.s3a.aws.credentials.provider",
-                           "com.amazonaws.auth.EnvironmentVariableCredentialsProvider")
-                   .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"))
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            builder = (builder.config("spark.hadoop.fs.s3a.endpoint", endpoint)
-                       .config("spark.hadoop.fs.s3a.path.style.access", "true")
-                       .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(endpoint.startswith("https"))
-                               .lower()))
-    spark = builder.getOrCreate()
+    glue = on_glue() if glue is None else glue
+    context = None
+    if glue:
+        from pyspark import SparkContext
+
+        sc = SparkContext.getOrCreate()
+        try:
+            from awsglue.context import GlueContext
+            context = GlueContext(sc)
+            spark = context.spark_session
+        except Exception as exc:
+            log.error("step=setup GlueContext cannot start on Glue (%s): going on with a plain SparkSession, "
+                      "without Job.init/commit", REDACTOR.clean(str(exc))[:300])
+            spark = SparkSession.builder.getOrCreate()
+    else:
+        builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
+        for key, value in local_spark_options(os.environ).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
     # Runtime SQL settings (also applied when Glue already created the session):
     # UTC end to end, and CHAR(n)/VARCHAR(n) read as the source's exact strings (Spark would
     # otherwise pad CHAR values, e.g. a MySQL ENUM reported as CHAR(8): 'gold' -> 'gold    ').
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.legacy.charVarcharAsString", "true")
-    try:
-        from awsglue.context import GlueContext
-        glue = GlueContext(spark.sparkContext)
-    except Exception:  # not on Glue: awsglue's JVM side only exists there
-        glue = None
-    return spark, glue
+    zone = spark.sparkContext._jvm.java.util.TimeZone.getDefault().getID()
+    log.info("step=setup glue=%s jvm_timezone=%s", glue, zone)
+    return spark, context
 
 
 def setup_logging() -> None:
@@ -2177,12 +2231,24 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the job; the exit code is 0 only when every table succeeded."""
+class JobFailed(EtlError):
+    """Ends a run on Glue that did not succeed: Glue marks the run FAILED and shows this message as
+    its ErrorMessage (workflow triggers and alarms react to FAILED). Locally the exit code says it."""
+
+
+def failure_message(results: Sequence[TableResult], limit: int = 300) -> str:
+    """One line naming every table that did not load and why (errors cut at ``limit`` characters)."""
+    bad = [r for r in results if r.status != "OK"]
+    items = "; ".join(f"{r.key} {r.status}: {(r.error or 'no error recorded')[:limit]}" for r in bad)
+    return f"{len(bad)} of {len(results)} table(s) did not load: {items}"
+
+
+def run(argv: Sequence[str]) -> tuple[int, str]:
+    """Run the job: (exit code, failure message). 0 only when every table succeeded; 2 when the
+    configuration or arguments are wrong (nothing ran); 1 otherwise."""
     import boto3
 
     setup_logging()
-    argv = list(sys.argv if argv is None else argv)
     started = dt.datetime.now(dt.UTC)
     try:
         args = parse_args(argv)
@@ -2191,7 +2257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("step=config %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 2
+        return 2, f"Nothing ran: {exc}"
     secrets = SecretStore(boto3.client("ssm"))
     try:
         sf = snowflake_settings(secrets.get(args.snowflake_path), args.snowflake_path)
@@ -2203,13 +2269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EtlError as exc:
         log.error("step=setup %s", REDACTOR.clean(str(exc)))
         print(f"\nNothing ran: {REDACTOR.clean(str(exc))}", file=sys.stderr)
-        return 1
-    spark, glue = spark_session(args.job_name)
+        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}"
+    spark, glue = spark_session(args.job_name, glue=on_glue(argv=argv))
     job = None
     if glue is not None:
         from awsglue.job import Job
         job = Job(glue)
-        job.init(args.job_name, {"JOB_NAME": args.job_name})
+        job.init(args.job_name, args.resolved)
     ctx = RunContext(args=args, run_started=started, spark=spark, secrets=secrets,
                      staging=S3Staging(s3, bucket), warehouse=lambda: connect_snowflake(sf), snowflake=sf,
                      metrics=Metrics(boto3.client("cloudwatch"), args.job_name),
@@ -2220,12 +2286,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EtlError as exc:             # the job's schemas or state table could not be prepared
         log.error("step=setup %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 1
+        return 1, f"Nothing ran: {exc}"
     print("\n" + summary_table(results), flush=True)
     if job is not None:
         job.commit()
-    return 0 if all(r.status == "OK" for r in results) else 1
+    if all(r.status == "OK" for r in results):
+        return 0, ""
+    return 1, REDACTOR.clean(failure_message(results))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; the exit code is 0 only when every table succeeded (2: nothing ran, bad input)."""
+    return run(list(sys.argv if argv is None else argv))[0]
+
+
+def script(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """The script's entry point. A successful run simply returns. Otherwise, on Glue, JobFailed
+    (the run is FAILED with the failed tables as its ErrorMessage); elsewhere exit code 1 or 2."""
+    argv = list(sys.argv if argv is None else argv)
+    code, message = run(argv)
+    if code == 0:
+        return
+    if on_glue(environ, argv):
+        raise JobFailed(message)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()
