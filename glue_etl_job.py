@@ -404,14 +404,14 @@ def _unknown_arg(name: str) -> str:
 
 def argument_problems(argv: Sequence[str]) -> list[str]:
     """What getResolvedOptions would let pass silently: unknown or abbreviated upper-case names,
-    our arguments without a value (or with one starting with '-'), stray words.
+    our arguments without a value (or with one starting with '-'), stray words. An argument given
+    twice keeps its last value, as with getResolvedOptions.
 
     Glue's own arguments (lower/mixed case such as --TempDir, --job-bookmark-option, --enable-*,
     --extra-py-files, and the upper-case GLUE_UPPER_ARGS) are left alone, with their values.
     """
     ours = {*REQUIRED_ARGS, *OPTIONAL_ARGS}
     problems: list[str] = []
-    seen: set[str] = set()
     i, tokens = 0, list(argv[1:])
     while i < len(tokens):
         token = tokens[i]
@@ -425,9 +425,6 @@ def argument_problems(argv: Sequence[str]) -> list[str]:
         takes_next = not has_inline and follows is not None and (not follows.startswith("-")
                                                                  or _NEGATIVE_NUMBER.match(follows) is not None)
         if name in ours:
-            if name in seen:
-                problems.append(f"--{name} is given twice")
-            seen.add(name)
             if not has_inline and not takes_next:
                 why = f"is followed by {follows[:40]!r}" if follows is not None else "is the last word"
                 problems.append(f"--{name} needs a value, but it {why} (a value may not start with '-')")
@@ -1326,13 +1323,18 @@ FIXED_DRIVER_PROPERTIES = {
     "org.postgresql.Driver": {"binaryTransfer": "false"},
     # MySQL Connector/J 8.0 ("Configuration Properties", Connector/J 8.0 Developer Guide):
     # zero dates read as NULL, as MariaDB Connector/J does (its default is EXCEPTION);
-    # the session and the driver agree on UTC, so a TIMESTAMP is the same instant in the JVM;
-    # a server-side cursor fetches `fetchsize` rows at a time instead of the whole result
-    # ("ResultSet": by default Connector/J reads every row into memory).
+    # the session and the driver agree on UTC, so a TIMESTAMP is the same instant in the JVM.
+    # No server-side cursor (useCursorFetch): it switches to the binary protocol, where FLOAT
+    # arrives as float32 bits (-3.4e38 would load as -3.3999999521443642e38), and MariaDB keeps
+    # the cursor in a temporary table; see STREAMING_FETCH_SIZE instead.
     "com.mysql.cj.jdbc.Driver": {"zeroDateTimeBehavior": "CONVERT_TO_NULL", "connectionTimeZone": "+00:00",
                                  "forceConnectionTimeZoneToSession": "true", "preserveInstants": "true",
-                                 "useCursorFetch": "true"},
+                                 "useCursorFetch": "false"},
 }
+# Connector/J reads a whole result into memory whatever the fetch size, unless the fetch size is
+# Integer.MIN_VALUE: then it streams the rows ("JDBC API Implementation Notes", ResultSet). Each
+# Spark partition runs one query on its own connection, which is what streaming requires.
+STREAMING_FETCH_SIZE = {"com.mysql.cj.jdbc.Driver": -2**31}
 
 
 class JdbcSource:
@@ -1361,7 +1363,7 @@ class JdbcSource:
         s = self.settings
         reader = (self.spark.read.format("jdbc")
                   .option("url", s.url).option("driver", s.driver)
-                  .option("fetchsize", str(fetch_size))
+                  .option("fetchsize", str(STREAMING_FETCH_SIZE.get(s.driver, fetch_size)))
                   .option("sessionInitStatement", self._session_init)
                   .option("preferTimestampNTZ", "true"))
         for k, v in self._properties().items():
@@ -2147,8 +2149,9 @@ def plan_run(args: JobArgs, registry: Any) -> list[TableConfig]:
 
 
 def on_glue(environ: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> bool:
-    """Does this process run as an AWS Glue job? Glue 5.0 sets GLUE_VERSION in the job's environment
-    and passes --JOB_RUN_ID to the script (awsglue's Job.id_params); see docs/GLUE.md."""
+    """Does this process run as an AWS Glue job? Glue passes --JOB_RUN_ID to every run's script (one
+    of awsglue 5.0's Job.id_params); GLUE_VERSION in the environment counts too (reported for Glue
+    5.0 job environments, not documented by AWS); see docs/GLUE.md."""
     env = os.environ if environ is None else environ
     return bool(env.get("GLUE_VERSION")) or any(a == "--JOB_RUN_ID" or a.startswith("--JOB_RUN_ID=") for a in argv)
 

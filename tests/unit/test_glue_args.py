@@ -90,7 +90,8 @@ def test_a_flag_without_a_value_or_a_value_starting_with_a_dash():
 def test_stray_words_and_repeated_arguments():
     assert problems([*BASE, "--TABLES", "sales.orders", "sales.order_lines"]) == [
         "unexpected word 'sales.order_lines': every value follows its --NAME (quote a value that has spaces)"]
-    assert problems([*BASE, "--TABLES", "a.b", "--TABLES", "c.d"]) == ["--TABLES is given twice"]
+    # Given twice, the last value counts (getResolvedOptions' rule; the e2e tests override that way).
+    assert g.parse_args([*BASE, "--TABLES", "a.b", "--TABLES", "c.d"], resolve=getResolvedOptions).tables == "c.d"
 
 
 def test_getresolvedoptions_errors_become_config_errors():
@@ -247,11 +248,42 @@ def test_connector_j_is_the_mysql_default_with_the_properties_the_guarantees_nee
     assert {k: props[k] for k in ("zeroDateTimeBehavior", "connectionTimeZone", "forceConnectionTimeZoneToSession",
                                   "preserveInstants", "useCursorFetch")} == {
         "zeroDateTimeBehavior": "CONVERT_TO_NULL", "connectionTimeZone": "+00:00",
-        "forceConnectionTimeZoneToSession": "true", "preserveInstants": "true", "useCursorFetch": "true"}
+        "forceConnectionTimeZoneToSession": "true", "preserveInstants": "true", "useCursorFetch": "false"}
+    # Rows stream (Integer.MIN_VALUE) instead of the whole result held in memory.
+    assert g.STREAMING_FETCH_SIZE["com.mysql.cj.jdbc.Driver"] == -2147483648
+    assert {d for d in g.STREAMING_FETCH_SIZE} == {"com.mysql.cj.jdbc.Driver"}
     # A secret adds properties and may change timeouts, never the guarantees' properties.
     props = source(None, zeroDateTimeBehavior="EXCEPTION", connectTimeout="5000", sslMode="REQUIRED")._properties()
     assert (props["zeroDateTimeBehavior"], props["connectTimeout"], props["sslMode"]) == (
         "CONVERT_TO_NULL", "5000", "REQUIRED")
+
+
+class Reader:
+    """Records the options a JDBC read is given (Spark's DataFrameReader API)."""
+
+    def __init__(self):
+        self.options = {}
+
+    def format(self, name):
+        return self
+
+    def option(self, key, value):
+        self.options[key] = value
+        return self
+
+
+def reader_options(driver: str | None) -> dict:
+    src = source(driver)
+    reader = Reader()
+    src.spark = type("Spark", (), {"read": reader})()
+    src._reader(5000)
+    return reader.options
+
+
+def test_the_fetch_size_streams_with_connector_j_and_is_kept_for_the_others():
+    assert reader_options(None)["fetchsize"] == "-2147483648"
+    assert reader_options("org.mariadb.jdbc.Driver")["fetchsize"] == "5000"
+    assert reader_options(None)["useCursorFetch"] == "false"
 
 
 def test_mariadb_connector_j_gets_none_of_connector_js_properties():
