@@ -297,14 +297,15 @@ PROBE = """
 import json, sys
 import glue_etl_job as g
 from pyspark.sql import SparkSession
+g.setup_logging()
 if sys.argv[1] == "bare":    # what Spark itself sets, as the baseline
     spark, glue = SparkSession.builder.getOrCreate(), None
 else:
-    spark, glue = g.spark_session("probe", glue=False)
+    spark, glue = g.spark_session("probe", glue=sys.argv[1] == "glue")
 conf = spark.sparkContext.getConf()
 keys = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions", "spark.jars", "spark.hadoop.fs.s3.impl",
         "spark.hadoop.fs.s3a.endpoint")
-print(json.dumps({"job": {k: conf.get(k, None) for k in keys}, "glue": glue is None,
+print(json.dumps({"job": {k: conf.get(k, None) for k in keys}, "no_glue_context": glue is None,
                   "jvm_args": list(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
                                    .getInputArguments())}))
 spark.stop()
@@ -321,7 +322,7 @@ def _probe(extra_env: dict, mode: str = "job") -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "log": proc.stdout}
 
 
 def test_without_the_local_stacks_variables_the_job_sets_no_jvm_or_s3_options():
@@ -338,6 +339,16 @@ def test_without_the_local_stacks_variables_the_job_sets_no_jvm_or_s3_options():
     assert local["job"]["spark.executor.extraJavaOptions"] == bare["job"]["spark.executor.extraJavaOptions"]
     assert local["job"]["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:1"
     assert "-Duser.timezone=UTC" in local["jvm_args"]
+
+
+def test_on_glue_the_local_variables_are_ignored_and_a_failing_gluecontext_is_logged():
+    # Here GlueContext cannot start (Glue's JVM classes exist only on Glue): the job says so and
+    # goes on with a plain session, and the local stack's variables change nothing on "Glue".
+    bare = _probe({}, "bare")
+    glue = _probe({"ETL_SPARK_JAVA_OPTIONS": "-Duser.timezone=UTC", "ETL_SPARK_JARS": str(ROOT / "nothing.jar")},
+                  "glue")
+    assert glue["job"] == bare["job"] and glue["no_glue_context"]
+    assert "GlueContext cannot start on Glue" in glue["log"]
 
 
 @pytest.fixture(scope="module")
