@@ -363,6 +363,10 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
                  "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY")
+# Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
+# docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
+GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")   # argparse takes these as values, not options
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,7 @@ class JobArgs:
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
     verify: bool = False
+    resolved: dict = field(default_factory=dict, repr=False, compare=False)   # getResolvedOptions' dict
 
 
 def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: int, problems: list[str]) -> int:
@@ -393,17 +398,67 @@ def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: i
     return number
 
 
+def _unknown_arg(name: str) -> str:
+    import difflib
+
+    ours = (*REQUIRED_ARGS, *OPTIONAL_ARGS)
+    close = ([n for n in ours if n.startswith(name.upper())]                  # an abbreviation first
+             or difflib.get_close_matches(name.upper(), ours, n=1, cutoff=0.5))
+    hint = f" (did you mean --{close[0]}?)" if close else f"; job arguments are --{', --'.join(ours)}"
+    return f"unknown runtime argument --{name}{hint}"
+
+
+def argument_problems(argv: Sequence[str]) -> list[str]:
+    """What getResolvedOptions would let pass silently: unknown or abbreviated upper-case names,
+    our arguments without a value (or with one starting with '-'), stray words. An argument given
+    twice keeps its last value, as with getResolvedOptions.
+
+    Glue's own arguments (lower/mixed case such as --TempDir, --job-bookmark-option, --enable-*,
+    --extra-py-files, and the upper-case GLUE_UPPER_ARGS) are left alone, with their values.
+    """
+    ours = {*REQUIRED_ARGS, *OPTIONAL_ARGS}
+    problems: list[str] = []
+    i, tokens = 0, list(argv[1:])
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.startswith("--"):
+            problems.append(f"unexpected word {token[:40]!r}: every value follows its --NAME "
+                            f"(quote a value that has spaces)")
+            continue
+        name, has_inline, _ = token[2:].partition("=")
+        follows = tokens[i] if i < len(tokens) else None
+        takes_next = not has_inline and follows is not None and (not follows.startswith("-")
+                                                                 or _NEGATIVE_NUMBER.match(follows) is not None)
+        if name in ours:
+            if not has_inline and not takes_next:
+                why = f"is followed by {follows[:40]!r}" if follows is not None else "is the last word"
+                problems.append(f"--{name} needs a value, but it {why} (a value may not start with '-')")
+                takes_next = follows is not None and not follows.startswith("--")
+        elif name.upper() in ours or (name.isupper() and name not in GLUE_UPPER_ARGS):
+            problems.append(_unknown_arg(name))
+        elif follows is not None and follows.startswith("-") and not follows.startswith("--"):
+            takes_next = True           # a Glue argument's value such as '-Xss4m' (not ours to judge)
+        if takes_next:
+            i += 1
+    return problems
+
+
 def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]], dict] | None = None) -> JobArgs:
-    """Read the Glue job arguments (``--NAME value``) with awsglue's getResolvedOptions."""
+    """Read the Glue job arguments (``--NAME value``) with awsglue's getResolvedOptions, strictly:
+    ``argument_problems`` first, and getResolvedOptions' own errors (GlueArgumentError) as ConfigError."""
     if resolve is None:
         from awsglue.utils import getResolvedOptions as resolve
     present = {a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--")}
-    missing = [f"--{name}" for name in REQUIRED_ARGS if name not in present]
-    if missing:
-        raise ConfigError([f"missing runtime argument {m}" for m in missing])
+    problems = argument_problems(argv)
+    problems += [f"missing runtime argument --{name}" for name in REQUIRED_ARGS if name not in present]
+    if problems:
+        raise ConfigError(problems)
     names = list(REQUIRED_ARGS) + [n for n in OPTIONAL_ARGS if n in present]
-    values = resolve(list(argv), names)
-    problems: list[str] = []
+    try:
+        values = resolve(list(argv), names)
+    except Exception as exc:  # awsglue.utils.GlueArgumentError (argparse's message) or its RuntimeError
+        raise ConfigError([f"runtime arguments: {exc}"]) from None
     parallelism = _whole_number(values, "PARALLELISM", 4, 1, problems)
     lease_seconds = _whole_number(values, "LEASE_SECONDS", 120, 2, problems)
     lease_wait_seconds = _whole_number(values, "LEASE_WAIT_SECONDS", 0, 0, problems)
@@ -426,6 +481,7 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
         verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
+        resolved=dict(values),
     )
 
 
@@ -1481,10 +1537,23 @@ def staging_prefix(job_name: str, database: str, table_key: str, started: dt.dat
     return f"{staging_folder(job_name, database, table_key)}{started:%Y-%m-%d}/{stamp}/"
 
 
+FOLDER_MARKER = "_$folder$"    # EMRFS (s3:// on Glue) writes an empty "<dir>_$folder$" object beside each dir
+
+
 def is_older_run(key: str, folder: str, prefix: str) -> bool:
-    """Is ``key`` (below ``folder``) a file of a run that started before the run owning ``prefix``?"""
-    rest, mine = key[len(folder):].split("/"), prefix[len(folder):].split("/")
-    return len(rest) >= 3 and (rest[0], rest[1]) < (mine[0], mine[1])
+    """Is ``key`` (below ``folder``) a file of a run that started before the run owning ``prefix``?
+
+    EMRFS folder markers count too: ``<day>/<run>_$folder$`` belongs to that run, and
+    ``<day>_$folder$`` to a day before this run's (a day folder of earlier runs only).
+    """
+    if not key.startswith(folder):
+        return False                    # e.g. the marker of ``folder`` itself: shared by every run
+    rest = key[len(folder):]
+    marker = rest.endswith(FOLDER_MARKER)
+    parts, mine = rest.removesuffix(FOLDER_MARKER).split("/"), prefix[len(folder):].split("/")
+    if marker and len(parts) == 1:
+        return parts[0] < mine[0]
+    return len(parts) >= (2 if marker else 3) and (parts[0], parts[1]) < (mine[0], mine[1])
 
 
 # ----- reconcile: canonical forms and fingerprints ----------------------------------------
@@ -1875,7 +1944,11 @@ def java_error_text(exc: BaseException) -> str:
 
 def _python_value(rs: Any, i: int) -> Any:
     """Column ``i`` of a JDBC ResultSet's current row as a Python value (partition bounds keep their type:
-    a timestamptz bound must not come back as text with an offset Spark cannot parse for a NTZ column)."""
+    a timestamptz bound must not come back as text with an offset Spark cannot parse for a NTZ column).
+
+    MySQL Connector/J 8.0.23+ returns DATETIME as ``java.time.LocalDateTime`` (and may return the
+    other java.time classes); PostgreSQL's and MariaDB's drivers return ``java.sql`` classes.
+    """
     from py4j.java_gateway import JavaObject
 
     v = rs.getObject(i)
@@ -1883,13 +1956,54 @@ def _python_value(rs: Any, i: int) -> Any:
         return v                        # None, numbers, strings, booleans: converted by Py4J
     kind = v.getClass().getName()
     if kind == "java.sql.Timestamp":
-        t = v.toLocalDateTime()
-        return dt.datetime(t.getYear(), t.getMonthValue(), t.getDayOfMonth(), t.getHour(), t.getMinute(),
-                           t.getSecond(), t.getNano() // 1000)
+        return _wall_clock(v.toLocalDateTime())
+    if kind == "java.time.LocalDateTime":
+        return _wall_clock(v)
+    if kind == "java.time.OffsetDateTime":      # an instant: its UTC wall clock, as the JVM (UTC) shows it
+        return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=v.toEpochSecond(), microseconds=v.getNano() // 1000)
     if kind == "java.sql.Date":
-        d = v.toLocalDate()
-        return dt.date(d.getYear(), d.getMonthValue(), d.getDayOfMonth())
+        return _calendar_date(v.toLocalDate())
+    if kind == "java.time.LocalDate":
+        return _calendar_date(v)
+    if kind == "java.time.LocalTime":
+        return dt.time(v.getHour(), v.getMinute(), v.getSecond(), v.getNano() // 1000)
     return rs.getString(i)
+
+
+def _wall_clock(t: Any) -> dt.datetime:
+    """A java.time.LocalDateTime as a naive datetime (microseconds; JDBC sources have no finer)."""
+    return dt.datetime(t.getYear(), t.getMonthValue(), t.getDayOfMonth(), t.getHour(), t.getMinute(),
+                       t.getSecond(), t.getNano() // 1000)
+
+
+def _calendar_date(d: Any) -> dt.date:
+    return dt.date(d.getYear(), d.getMonthValue(), d.getDayOfMonth())
+
+
+# JDBC properties the job sets per driver class; a secret's "properties" may add others.
+# FIXED ones are what the fidelity guarantees rest on: the secret cannot override them.
+DRIVER_PROPERTIES = {
+    "org.postgresql.Driver": {"connectTimeout": "20", "socketTimeout": "3600"},
+    "com.mysql.cj.jdbc.Driver": {"connectTimeout": "20000"},
+    "org.mariadb.jdbc.Driver": {"connectTimeout": "20000"},
+}
+FIXED_DRIVER_PROPERTIES = {
+    # Text transfer: VERBATIM_TYPES relies on the server's own text.
+    "org.postgresql.Driver": {"binaryTransfer": "false"},
+    # MySQL Connector/J 8.0 ("Configuration Properties", Connector/J 8.0 Developer Guide):
+    # zero dates read as NULL, as MariaDB Connector/J does (its default is EXCEPTION);
+    # the session and the driver agree on UTC, so a TIMESTAMP is the same instant in the JVM.
+    # No server-side cursor (useCursorFetch): it switches to the binary protocol, where FLOAT
+    # arrives as float32 bits (-3.4e38 would load as -3.3999999521443642e38), and MariaDB keeps
+    # the cursor in a temporary table; see STREAMING_FETCH_SIZE instead.
+    "com.mysql.cj.jdbc.Driver": {"zeroDateTimeBehavior": "CONVERT_TO_NULL", "connectionTimeZone": "+00:00",
+                                 "forceConnectionTimeZoneToSession": "true", "preserveInstants": "true",
+                                 "useCursorFetch": "false"},
+}
+# Connector/J reads a whole result into memory whatever the fetch size, unless the fetch size is
+# Integer.MIN_VALUE: then it streams the rows ("JDBC API Implementation Notes", ResultSet). Each
+# Spark partition runs one query on its own connection, which is what streaming requires.
+STREAMING_FETCH_SIZE = {"com.mysql.cj.jdbc.Driver": -2**31}
 
 
 class JdbcSource:
@@ -1908,19 +2022,17 @@ class JdbcSource:
         return "SET TIME ZONE 'UTC'" if self.engine == "postgres" else "SET time_zone = '+00:00'"
 
     def _properties(self) -> dict[str, str]:
-        """JDBC connection properties: credentials, timeouts, then the secret's own properties."""
+        """JDBC connection properties: credentials, the driver's defaults (DRIVER_PROPERTIES), the
+        secret's own properties, then what the job's guarantees need (FIXED_DRIVER_PROPERTIES)."""
         s = self.settings
-        timeouts = ({"connectTimeout": "20", "socketTimeout": "3600"} if s.engine == "postgres"
-                    else {"connectTimeout": "20000"})
-        # Text transfer, whatever the secret says: VERBATIM_TYPES relies on the server's own text.
-        fixed = {"binaryTransfer": "false"} if s.engine == "postgres" else {}
-        return {"user": s.user, "password": s.password, **timeouts, **s.properties, **fixed}
+        return {"user": s.user, "password": s.password, **DRIVER_PROPERTIES.get(s.driver, {}), **s.properties,
+                **FIXED_DRIVER_PROPERTIES.get(s.driver, {})}
 
     def _reader(self, fetch_size: int = 10_000) -> Any:
         s = self.settings
         reader = (self.spark.read.format("jdbc")
                   .option("url", s.url).option("driver", s.driver)
-                  .option("fetchsize", str(fetch_size))
+                  .option("fetchsize", str(STREAMING_FETCH_SIZE.get(s.driver, fetch_size)))
                   .option("sessionInitStatement", self._session_init)
                   .option("preferTimestampNTZ", "true"))
         for k, v in self._properties().items():
@@ -2019,10 +2131,14 @@ class S3Staging:
         return sorted(names)
 
     def delete(self, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
-        """Delete the objects below ``prefix`` (except those ``keep`` names); returns how many."""
+        """Delete the objects below ``prefix`` and its EMRFS folder marker (``<prefix>_$folder$``),
+        except those ``keep`` names; returns how many."""
+        marker = prefix.rstrip("/") + FOLDER_MARKER
         keys = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [{"Key": o["Key"]} for o in page.get("Contents", []) if not keep(o["Key"])]
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                       Prefix=prefix.rstrip("/")):
+            keys += [{"Key": o["Key"]} for o in page.get("Contents", [])
+                     if (o["Key"].startswith(prefix) or o["Key"] == marker) and not keep(o["Key"])]
         for i in range(0, len(keys), 1000):
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
         return len(keys)
@@ -2944,7 +3060,14 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
     """The TABLES dict: from --CONFIG (JSON, local path or s3:// URI) or from config.py."""
     if not args.config_path:
-        import config
+        try:
+            import config
+        except ModuleNotFoundError as exc:
+            if exc.name != "config":
+                raise
+            raise ConfigError(["config.py cannot be imported: ship it with the job (Glue: --extra-py-files "
+                               "s3://<bucket>/<path>/config.py, see docs/GLUE.md) or pass --CONFIG <JSON file>"]
+                              ) from None
         return config.TABLES
     path = args.config_path
     try:
@@ -2971,47 +3094,77 @@ def plan_run(args: JobArgs, registry: Any) -> list[TableConfig]:
     return list(select_tables(tables, args.tables).values())
 
 
-def spark_session(app_name: str) -> tuple[Any, Any]:
+def on_glue(environ: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> bool:
+    """Does this process run as an AWS Glue job? Glue passes --JOB_RUN_ID to every run's script (one
+    of awsglue 5.0's Job.id_params); GLUE_VERSION in the environment counts too (reported for Glue
+    5.0 job environments, not documented by AWS); see docs/GLUE.md."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("GLUE_VERSION")) or any(a == "--JOB_RUN_ID" or a.startswith("--JOB_RUN_ID=") for a in argv)
+
+
+def local_spark_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """The Spark options the local stack asks for through its environment (``local.stack env``), and
+    nothing else: on Glue none of these variables exist, and Glue's own JVM and S3 settings stay.
+
+    ``ETL_SPARK_JARS``: JDBC drivers and S3A (s3:// through S3A, no _SUCCESS files);
+    ``ETL_SPARK_JAVA_OPTIONS``: driver JVM options (UTC, the class-data sharing archive);
+    ``AWS_ENDPOINT_URL(_S3)``: S3A pointed at a local S3 (path-style).
+    """
+    options: dict[str, str] = {}
+    java_options = environ.get("ETL_SPARK_JAVA_OPTIONS", "").strip()
+    if java_options:
+        options["spark.driver.extraJavaOptions"] = java_options
+    jars = environ.get("ETL_SPARK_JARS")
+    if jars:
+        options.update({"spark.jars": jars,
+                        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                        "spark.hadoop.fs.s3a.aws.credentials.provider":
+                            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+                        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"})
+        endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options.update({"spark.hadoop.fs.s3a.endpoint": endpoint,
+                            "spark.hadoop.fs.s3a.path.style.access": "true",
+                            "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower()})
+    return options
+
+
+def spark_session(app_name: str, glue: bool | None = None) -> tuple[Any, Any]:
     """(SparkSession, GlueContext or None). The only place that knows where it runs.
 
-    On Glue the session comes from GlueContext. Elsewhere a plain session is built;
-    ``ETL_SPARK_JARS`` (set by the local stack) adds the JDBC drivers and S3A,
-    ``ETL_SPARK_JAVA_OPTIONS`` adds driver JVM options (the stack's class-data sharing
-    archive) and ``AWS_ENDPOINT_URL`` points S3A at a local S3.
+    On Glue (``on_glue``) the session comes from GlueContext; if GlueContext cannot start there,
+    that is logged and the job goes on with the plain session Glue started. Elsewhere a session
+    is built with ``local_spark_options`` only: no JVM option is set unless the local stack asks.
     """
     from pyspark.sql import SparkSession
 
-    driver_options = " ".join(["-Duser.timezone=UTC", os.environ.get("ETL_SPARK_JAVA_OPTIONS", "")]).strip()
-    builder = (SparkSession.builder.appName(app_name)
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.driver.extraJavaOptions", driver_options)
-               .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.ui.showConsoleProgress", "false"))
-    jars = os.environ.get("ETL_SPARK_JARS")
-    if jars:
-        builder = (builder.config("spark.jars", jars)
-                   .config("spark.hadoop.fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
-                   .config("spark.hadoop.fs.s3a.aws.credentials.provider",
-                           "com.amazonaws.auth.EnvironmentVariableCredentialsProvider")
-                   .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"))
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            builder = (builder.config("spark.hadoop.fs.s3a.endpoint", endpoint)
-                       .config("spark.hadoop.fs.s3a.path.style.access", "true")
-                       .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(endpoint.startswith("https"))
-                               .lower()))
-    spark = builder.getOrCreate()
+    glue = on_glue() if glue is None else glue
+    context = None
+    if glue:
+        from pyspark import SparkContext
+
+        sc = SparkContext.getOrCreate()
+        try:
+            from awsglue.context import GlueContext
+            context = GlueContext(sc)
+            spark = context.spark_session
+        except Exception as exc:
+            log.error("step=setup GlueContext cannot start on Glue (%s): going on with a plain SparkSession, "
+                      "without Job.init/commit", REDACTOR.clean(str(exc))[:300])
+            spark = SparkSession.builder.getOrCreate()
+    else:
+        builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
+        for key, value in local_spark_options(os.environ).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
     # Runtime SQL settings (also applied when Glue already created the session):
     # UTC end to end, and CHAR(n)/VARCHAR(n) read as the source's exact strings (Spark would
     # otherwise pad CHAR values, e.g. a MySQL ENUM reported as CHAR(8): 'gold' -> 'gold    ').
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.legacy.charVarcharAsString", "true")
-    try:
-        from awsglue.context import GlueContext
-        glue = GlueContext(spark.sparkContext)
-    except Exception:  # not on Glue: awsglue's JVM side only exists there
-        glue = None
-    return spark, glue
+    zone = spark.sparkContext._jvm.java.util.TimeZone.getDefault().getID()
+    log.info("step=setup glue=%s jvm_timezone=%s", glue, zone)
+    return spark, context
 
 
 def setup_logging() -> None:
@@ -3027,12 +3180,24 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the job; the exit code is 0 only when every table succeeded."""
+class JobFailed(EtlError):
+    """Ends a run on Glue that did not succeed: Glue marks the run FAILED and shows this message as
+    its ErrorMessage (workflow triggers and alarms react to FAILED). Locally the exit code says it."""
+
+
+def failure_message(results: Sequence[TableResult], limit: int = 300) -> str:
+    """One line naming every table that did not load and why (errors cut at ``limit`` characters)."""
+    bad = [r for r in results if r.status != "OK"]
+    items = "; ".join(f"{r.key} {r.status}: {(r.error or 'no error recorded')[:limit]}" for r in bad)
+    return f"{len(bad)} of {len(results)} table(s) did not load: {items}"
+
+
+def run(argv: Sequence[str]) -> tuple[int, str]:
+    """Run the job: (exit code, failure message). 0 only when every table succeeded; 2 when the
+    configuration or arguments are wrong (nothing ran); 1 otherwise."""
     import boto3
 
     setup_logging()
-    argv = list(sys.argv if argv is None else argv)
     started = dt.datetime.now(dt.UTC)
     try:
         args = parse_args(argv)
@@ -3041,7 +3206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("step=config %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 2
+        return 2, f"Nothing ran: {exc}"
     secrets = SecretStore(boto3.client("ssm"))
     try:
         sf = snowflake_settings(secrets.get(args.snowflake_path), args.snowflake_path)
@@ -3053,13 +3218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EtlError as exc:
         log.error("step=setup %s", REDACTOR.clean(str(exc)))
         print(f"\nNothing ran: {REDACTOR.clean(str(exc))}", file=sys.stderr)
-        return 1
-    spark, glue = spark_session(args.job_name)
+        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}"
+    spark, glue = spark_session(args.job_name, glue=on_glue(argv=argv))
     job = None
     if glue is not None:
         from awsglue.job import Job
         job = Job(glue)
-        job.init(args.job_name, {"JOB_NAME": args.job_name})
+        job.init(args.job_name, args.resolved)
     ctx = RunContext(args=args, run_started=started, spark=spark, secrets=secrets,
                      staging=S3Staging(s3, bucket), warehouse=lambda: connect_snowflake(sf), snowflake=sf,
                      metrics=Metrics(boto3.client("cloudwatch"), args.job_name),
@@ -3070,12 +3235,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EtlError as exc:             # the job's schemas or state table could not be prepared
         log.error("step=setup %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 1
+        return 1, f"Nothing ran: {exc}"
     print("\n" + summary_table(results), flush=True)
     if job is not None:
         job.commit()
-    return 0 if all(r.status == "OK" for r in results) else 1
+    if all(r.status == "OK" for r in results):
+        return 0, ""
+    return 1, REDACTOR.clean(failure_message(results))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; the exit code is 0 only when every table succeeded (2: nothing ran, bad input)."""
+    return run(list(sys.argv if argv is None else argv))[0]
+
+
+def script(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """The script's entry point. A successful run simply returns. Otherwise, on Glue, JobFailed
+    (the run is FAILED with the failed tables as its ErrorMessage); elsewhere exit code 1 or 2."""
+    argv = list(sys.argv if argv is None else argv)
+    code, message = run(argv)
+    if code == 0:
+        return
+    if on_glue(environ, argv):
+        raise JobFailed(message)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

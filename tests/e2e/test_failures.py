@@ -150,6 +150,7 @@ def test_wrong_snowflake_parameter_stops_before_anything_runs(good_source, tmp_p
     assert "Nothing ran: cannot read SSM parameter /etl/test/no-such (ParameterNotFound)" in proc.stderr
 
 
+@h.both_mysql_drivers
 def test_a_mysql_datetime_with_a_zero_month_fails_its_table_instead_of_moving(good_source, tmp_path):
     # MySQL accepts '2024-00-10' without NO_ZERO_IN_DATE; the JDBC driver used to read it as
     # 2023-12-10. The server's text reaches COPY, which rejects it: the table fails, nothing lands.

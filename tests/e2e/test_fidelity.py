@@ -157,7 +157,7 @@ MY_BASE = ["id", "i8", "u64", "i64", "dec65", "f8", "f4", "txt", "vc", "d", "dt6
 
 
 @pytest.fixture(scope="module")
-def loaded(stack_env, tmp_path_factory):
+def loaded(stack_env, mysql_driver, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fidelity")
     h.reset_target_schema("TORTURE")
     pg_gap = [(7 + i, *[None] * 8, ts.date(), None, ts) + (None,) * 3 for i, ts in enumerate(PG_GAP)]
@@ -192,7 +192,8 @@ def loaded(stack_env, tmp_path_factory):
                     entry["timestamp_column"] = "UPDATED_AT"
                 tables[(prefix, f"torture.{source}")] = entry
     runs = []
-    for prefix in ("PG", "MY"):
+    engines = ("PG", "MY") if mysql_driver is None else ("MY",)   # PostgreSQL once; MySQL per driver
+    for prefix in engines:
         registry = {k: v for (p, k), v in tables.items() if p == prefix}
         runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}"))
     # Second run (not APPEND): every row's timestamp moves, so INCREMENTAL and UPSERT rewrite every row.
@@ -203,7 +204,7 @@ def loaded(stack_env, tmp_path_factory):
     with h.mysql_cursor() as cur:
         for t in rerun:
             cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
-    for prefix in ("PG", "MY"):
+    for prefix in engines:
         registry = {k: v for (p, k), v in tables.items() if p == prefix and "append" not in k and "bad_" not in k}
         runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}-2"))
     return runs
@@ -263,7 +264,8 @@ def typed(value):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+@pytest.mark.parametrize("engine, mysql_driver", h.engines_and_drivers(), indirect=["mysql_driver"],
+                         scope="module")
 def test_every_value_survives(loaded, engine, mode):
     torture_ok(loaded)
     prefix = "PG" if engine == "postgres" else "MY"

@@ -33,7 +33,7 @@ def _probe(env: dict, archive: str) -> str:
 def test_the_driver_jvm_maps_the_stacks_class_archive(stack):
     options = stack.get("ETL_SPARK_JAVA_OPTIONS", "")
     assert options.startswith("-XX:SharedArchiveFile="), "`local.stack up` built no archive: see .state/logs/"
-    archive = options.split("=", 1)[1]
+    archive = options.split()[0].split("=", 1)[1]
     assert os.path.getsize(archive) > 10_000_000
     env = {**os.environ, **stack}
     assert _probe(env, archive) == "mapped"

@@ -135,12 +135,13 @@ def check_equal(engine: str, table: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def sources(stack_env):
+def sources(stack_env, mysql_driver):   # fresh sources and targets for each MySQL driver
     h.reset_target_schema("E2E")
     create_sources()
 
 
-@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+@pytest.mark.parametrize("engine, mysql_driver", h.engines_and_drivers(), indirect=["mysql_driver"],
+                         scope="module")
 def test_every_mode_twice(engine, sources, tmp_path):
     tables = split(registry())[engine]
     job1, job2 = f"e2e-modes-{engine}-1", f"e2e-modes-{engine}-2"

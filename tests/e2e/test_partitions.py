@@ -1,4 +1,5 @@
-"""Partitioned reads: Spark splits the source read on a numeric, timestamp or timestamptz column.
+"""Partitioned reads: Spark splits the source read on a numeric, timestamp or timestamptz column
+(PostgreSQL) or a DATETIME column (MySQL, with each MySQL driver).
 
 Each table is read in 3 partitions (``partition_predicates``) on a different kind of column, with
 NULLs in it (read by the first partition). Spark's own partitioning rejects TimestampNTZ columns,
@@ -8,7 +9,9 @@ text (VERBATIM_TYPES), and every value must arrive unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -66,3 +69,40 @@ def test_partitioned_read_loads_every_value(run, name):
     assert "partitions=3" in extract, extract
     assert f"verbatim={TABLES[name][2]} " in extract, extract
     assert h.assert_table_equal("postgres", "affiliate", f"parts.{name}", f"ETL_DB.PARTS.{name.upper()}", "id") == ROWS
+
+
+# ----- MySQL: a DATETIME partition column, with each MySQL driver --------------------------------
+# MySQL Connector/J returns the DATETIME bounds as java.time.LocalDateTime, MariaDB's driver as
+# java.sql.Timestamp: both must split the read into 3 ranges that together hold every row.
+
+MY_DDL = "CREATE TABLE parts.by_dt (id int PRIMARY KEY, amount decimal(12,2), created datetime(6), note text)"
+
+
+def my_rows() -> list[tuple]:
+    base = dt.datetime(1999, 12, 31, 23, 59, 59, 999999)
+    step = dt.timedelta(days=1, hours=1, seconds=1, microseconds=1) * 37
+    return [(g, Decimal(g * 123456 - 9999999) / 100, None if g % 7 == 0 else base + g * step, f"n{g}")
+            for g in range(1, ROWS + 1)]
+
+
+@pytest.fixture(scope="module")
+def my_run(stack_env, mysql_driver, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("partitions-my")
+    h.reset_target_schema("PARTS_MY")
+    with h.mysql_cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS parts")
+        cur.execute("CREATE DATABASE parts")
+        cur.execute(MY_DDL)
+        cur.executemany("INSERT INTO parts.by_dt VALUES (%s, %s, %s, %s)", my_rows())
+    registry = {"parts.by_dt": {"ssmKey": "PROGRAM360", "target_table": "PARTS_MY.BY_DT", "primary_key": "id",
+                                "partition_column": "created", "num_partitions": 3,
+                                "operations": {"type": "FULL"}}}
+    return h.run_job(tmp, registry, job_name="e2e-partitions-my")
+
+
+@h.both_mysql_drivers
+def test_a_mysql_datetime_partition_column_splits_the_read(my_run):
+    assert my_run.returncode == 0, my_run.stdout[-3000:]
+    extract = re.search(r"table=parts\.by_dt step=extract .*", my_run.stdout).group(0)
+    assert "partitions=3" in extract, extract
+    assert h.assert_table_equal("mysql", "parts", "parts.by_dt", "ETL_DB.PARTS_MY.BY_DT", "id") == ROWS
