@@ -3188,7 +3188,11 @@ class JobFailed(EtlError):
 def failure_message(results: Sequence[TableResult], limit: int = 300) -> str:
     """One line naming every table that did not load and why (errors cut at ``limit`` characters)."""
     bad = [r for r in results if r.status != "OK"]
-    items = "; ".join(f"{r.key} {r.status}: {(r.error or 'no error recorded')[:limit]}" for r in bad)
+
+    def why(r: TableResult) -> str:     # a DRIFT table loaded, and VERIFY found the target differs
+        return r.error or (verify_summary(r.verified) if r.verified is not None else "no error recorded")
+
+    items = "; ".join(f"{r.key} {r.status}: {why(r)[:limit]}" for r in bad)
     return f"{len(bad)} of {len(results)} table(s) did not load: {items}"
 
 

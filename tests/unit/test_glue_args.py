@@ -145,6 +145,10 @@ def test_failure_message_names_every_failed_table_and_its_error():
                g.TableResult("ops.tickets", "FULL", "RAW.TICKETS", status="SKIPPED", error="lease held by run x")]
     assert g.failure_message(results) == ("2 of 3 table(s) did not load: sales.lines FAILED: sales.lines: 2 source "
                                           "row(s) have a NULL; ops.tickets SKIPPED: lease held by run x")
+    drift = g.Drift(rows=10, missing=[3], extra=[], different=[])
+    drifted = g.TableResult("sales.events", "APPEND", "RAW.EVENTS", status="DRIFT", verified=drift)
+    assert g.failure_message([drifted]) == ("1 of 1 table(s) did not load: sales.events DRIFT: VERIFY 1 mismatched "
+                                            "of 10 rows (missing 1, extra 0, different 0)")
 
 
 def test_on_glue_a_failed_run_raises_with_the_message_locally_it_exits(capsys):
