@@ -63,7 +63,7 @@ def test_row_hash_marks_null_apart_from_empty_and_separates_columns():
     ("postgres", "timestamp without time zone", "", "TIMESTAMP_NTZ(6)", "ts_ntz"),
     ("postgres", "bytea", "", "BINARY", "binary"),
     ("mysql", "tinyint", "tinyint(1)", "BOOLEAN", "bool"),
-    ("mysql", "tinyint", "tinyint(1)", "NUMBER(3,0)", "int"),       # engineer D's mapping (issue 13)
+    ("mysql", "tinyint", "tinyint(1)", "NUMBER(3,0)", "int"),       # the type plan's mapping (issue 13)
     ("mysql", "bigint", "bigint(20) unsigned", "NUMBER(20,0)", "int"),
     ("mysql", "enum", "enum('a','b')", "VARCHAR", "text"),
     ("mysql", "timestamp", "timestamp(6)", "TIMESTAMP_TZ(6)", "ts_tz"),
