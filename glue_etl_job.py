@@ -362,7 +362,8 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
-                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY")
+                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY",
+                 "DRY_RUN", "PLAN_OUTPUT")
 # Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
 # docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
 GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
@@ -384,6 +385,8 @@ class JobArgs:
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
     verify: bool = False
+    dry_run: bool = False
+    plan_output: str | None = None
     resolved: dict = field(default_factory=dict, repr=False, compare=False)   # getResolvedOptions' dict
 
 
@@ -481,6 +484,8 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
         verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
+        dry_run=str(values.get("DRY_RUN", "")).lower() in ("1", "true", "yes"),
+        plan_output=values.get("PLAN_OUTPUT"),
         resolved=dict(values),
     )
 
@@ -889,6 +894,18 @@ def create_table_sql(target: str, cols: Sequence[Column]) -> str:
 
 def add_column_sql(target: str, col: Column) -> str:
     return f"ALTER TABLE {target} ADD COLUMN {qi(col.name)} {col.sf_type}"
+
+
+def target_ddl(target: str, cols: Sequence[Column], target_cols: Mapping[str, str], table: str,
+               mode: str) -> list[tuple[str, str]]:
+    """The DDL a load needs first, as (what, sql): create the target, or add the source's new
+    columns; FULL needs none (it redefines the target). Raises for an incompatible change."""
+    if mode == "FULL":
+        return []
+    if not target_cols:
+        return [(f"created={target}", create_table_sql(target, cols))]
+    return [(f"added_column={c.name} type={c.sf_type}", add_column_sql(target, c))
+            for c in schema_changes(cols, target_cols, table)]
 
 
 def copy_into_sql(stage_table: str, location: str, files: Sequence[str], integration: str | None = None) -> str:
@@ -1356,18 +1373,8 @@ def type_plan(engine: str, facts: Mapping[str, SourceColumn], columns: Iterable[
     return TypePlan(text, checks)
 
 
-def value_checks_query(engine: str, namespace: str, table: str, predicate: str | None,
-                       checks: Sequence[ValueCheck]) -> str | None:
-    """One pushed-down query: for each check, the text of one offending value in the window (or NULL)."""
-    if not checks:
-        return None
-    ref, where = source_table_ref(engine, namespace, table), f"({predicate}) AND " if predicate else ""
-    parts = [f"(SELECT {c.text} FROM {ref} WHERE {where}({c.bad}) LIMIT 1) AS bad_{i}" for i, c in enumerate(checks)]
-    return "SELECT " + ", ".join(parts)
-
-
 def value_problems(row: Mapping[str, Any], checks: Sequence[ValueCheck]) -> list[str]:
-    """Each offending value ``value_checks_query`` found, as a message naming column, value and fix."""
+    """Each offending value ``source_stats_query`` found, as a message naming column, value and fix."""
     return [f"column {c.column} holds {row[f'bad_{i}']!s}, which {c.why}; {c.fix}"
             for i, c in enumerate(checks) if row.get(f"bad_{i}") is not None]
 
@@ -1449,8 +1456,10 @@ def source_query(engine: str, namespace: str, table: str, columns: Sequence[str]
 
 
 def source_stats_query(engine: str, namespace: str, table: str, predicate: str | None,
-                       partition_column: str | None, null_column: str | None) -> str:
-    """One pushed-down query: rows in the window, the partition bounds, NULL delta values."""
+                       partition_column: str | None, null_column: str | None,
+                       checks: Sequence[ValueCheck] = ()) -> str:
+    """One pushed-down scan of the window: its rows, the partition bounds, NULL delta values, and
+    for each value check one offending value's text (or NULL) as bad_<i> (``value_problems``)."""
     ref = source_table_ref(engine, namespace, table)
     parts = ["COUNT(*) AS n"]
     if partition_column:
@@ -1458,6 +1467,7 @@ def source_stats_query(engine: str, namespace: str, table: str, predicate: str |
         parts += [f"MIN({p}) AS lo", f"MAX({p}) AS hi"]
     if null_column:
         parts.append(f"SUM(CASE WHEN {source_quote(engine, null_column)} IS NULL THEN 1 ELSE 0 END) AS nulls")
+    parts += [f"MIN(CASE WHEN {c.bad} THEN {c.text} END) AS bad_{i}" for i, c in enumerate(checks)]
     sql = f"SELECT {', '.join(parts)} FROM {ref}"
     return f"{sql} WHERE {predicate}" if predicate else sql
 
@@ -1811,6 +1821,206 @@ def verify_summary(d: Drift) -> str:
     return (f"VERIFY {d.count} mismatched of {d.rows} rows (missing {len(d.missing)}, extra {len(d.extra)}, "
             f"different {len(d.different)}" + (f"; {d.changed_since_load} changed since the last load, not compared"
                                                if d.changed_since_load else "") + ")")
+
+
+# ----- the table plan: facts in, a plan out ------------------------------------------
+#
+# A table's run gathers facts first (``Survey``: the source's schema and column types, the
+# Snowflake plan read, one pushed-down aggregate over the read window), then decides here,
+# without I/O: ``plan_window`` (what to read), ``plan_table`` (the read: SQL, splits, rows,
+# value checks) and ``plan_load`` (the target's DDL and the load's statements). A dry run
+# prints the plan (``TablePlan.describe``/``as_dict``); a run executes it (``Load``).
+
+NUMERIC_SPARK_TYPES = ("ByteType", "ShortType", "IntegerType", "LongType", "DecimalType")
+
+
+def partition_column(cfg: TableConfig, fields: Mapping[str, Any], pk: Sequence[str]) -> str | None:
+    """The column a parallel read splits on: the configured one, else a numeric one-column key."""
+    if cfg.partition_column:
+        name = resolve_column(cfg.partition_column, list(fields), cfg.key, "partition_column")
+        kind = type(fields[name]).__name__
+        if kind not in NUMERIC_SPARK_TYPES + ("DateType", "TimestampType", "TimestampNTZType"):
+            raise EtlError(f"{cfg.key}: partition_column {name} is {kind}; use a numeric, date or timestamp column")
+        return name
+    if len(pk) == 1 and type(fields[pk[0]]).__name__ in NUMERIC_SPARK_TYPES:
+        return pk[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a run reads: its columns (source spelling), the delta column and where its window starts."""
+
+    pk: tuple[str, ...]
+    ts: str | None
+    selected: tuple[str, ...]
+    delta_col: str | None
+    watermark: Watermark | None
+    predicate: str | None
+    part_col: str | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key_names(self) -> list[str]:
+        return [c.upper() for c in self.pk]
+
+    @property
+    def order_name(self) -> str | None:
+        return self.ts.upper() if self.ts else None
+
+
+def _columns_of(cfg: TableConfig, names: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    pk = [resolve_column(k, names, cfg.key, "primary_key") for k in cfg.primary_key]
+    ts = resolve_column(cfg.timestamp_column, names, cfg.key, "timestamp_column") if cfg.timestamp_column else None
+    selected = [resolve_column(c, names, cfg.key, "columns") for c in cfg.columns] if cfg.columns else list(names)
+    return pk, ts, selected
+
+
+def needs_target_max(cfg: TableConfig, names: Sequence[str], read: PlanRead) -> str | None:
+    """The target column whose MAX starts an INCREMENTAL window when the state has none, else None."""
+    pk, ts, _ = _columns_of(cfg, names)
+    delta_col = ts or (pk[0] if len(pk) == 1 else None)
+    if cfg.mode != "INCREMENTAL" or delta_col is None or not read.target_columns or not read.target_rows:
+        return None
+    column = delta_col.upper()
+    if read.state_watermark is not None and read.state_column == column:
+        return None
+    return column if column in read.target_columns else None
+
+
+def plan_window(cfg: TableConfig, engine: str, fields: Mapping[str, Any], read: PlanRead,
+                target_max: str | None = None) -> Window:
+    """The read window: INCREMENTAL starts at the state's watermark, else at the target's MAX
+    (``target_max``, read when ``needs_target_max`` asked), else reads every row."""
+    pk, ts, selected = _columns_of(cfg, list(fields))
+    delta_col = ts or (pk[0] if len(pk) == 1 else None)
+    watermark, notes = None, []
+    if cfg.mode == "INCREMENTAL" and delta_col is not None:
+        column = delta_col.upper()
+        if not read.target_columns or not read.target_rows:
+            notes.append("target missing or empty, loading every row")
+        elif read.state_watermark is not None and read.state_column == column:
+            watermark = Watermark(column, read.state_watermark)
+        elif target_max is not None and column in read.target_columns:
+            notes.append(f"no state yet, starting from the target's MAX({column})")
+            watermark = Watermark(column, target_max)
+    predicate = delta_predicate(engine, delta_col, watermark, lookback_seconds=cfg.lookback_seconds,
+                                null_policy=cfg.null_timestamps) if watermark and delta_col else None
+    if predicate is None and ts and cfg.null_timestamps == "exclude":
+        predicate = f"{source_quote(engine, ts)} IS NOT NULL"
+    return Window(tuple(pk), ts, tuple(selected), delta_col, watermark, predicate,
+                  partition_column(cfg, fields, pk), tuple(notes))
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the adapters found before a table's run decides anything (``Survey`` gathers them)."""
+
+    engine: str
+    fields: Mapping[str, Any]                 # the source table's JDBC schema: name -> Spark type
+    columns: Mapping[str, SourceColumn]       # information_schema, by lower-case name
+    read: PlanRead                            # Snowflake: state, lease, the target's columns and rows
+    target_max: str | None = None             # the target's MAX(delta column), when ``needs_target_max``
+    stats: Mapping[str, Any] = field(default_factory=dict)   # ``source_stats_query``'s row for the window
+    null_rows: int | None = None              # NULL timestamps in the whole table (policy exclude/fail)
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """Everything a table's run will do, decided before it does any of it."""
+
+    key: str
+    mode: str
+    target: str                               # fully qualified
+    window: Window
+    types: TypePlan
+    read: PlanRead
+    source_sql: str
+    partitions: tuple[str, ...]
+    rows: int                                 # rows in the read window (a pushed-down COUNT)
+    stages: bool                              # rows are extracted and staged
+    loads: bool                               # the target is loaded (else it and the state stay as they are)
+    windowed: bool                            # the read covers part of the table
+    notes: tuple[str, ...] = ()               # logged as step=plan note=...
+    warnings: tuple[str, ...] = ()            # logged as warnings, e.g. null_timestamps=3 policy=exclude
+    columns: tuple[Column, ...] = ()          # the target's columns (``plan_load``)
+    ddl: tuple[tuple[str, str], ...] = ()     # (what, sql), run before the load transaction
+    statements: tuple[tuple[str, str], ...] = ()   # (kind, sql) of the load
+
+    @property
+    def target_columns(self) -> dict[str, str]:
+        """The target's columns as the plan read found them (FULL redefines them: none needed)."""
+        return self.read.target_columns if self.mode != "FULL" else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        w = self.window
+        return {"table": self.key, "mode": self.mode, "target": self.target,
+                "delta_column": w.delta_col, "watermark": w.watermark.value if w.watermark else None,
+                "predicate": w.predicate, "source_sql": self.source_sql, "partitions": list(self.partitions),
+                "rows": self.rows, "target_rows": self.read.target_rows, "loads": self.loads,
+                "text_columns": sorted(self.types.text), "value_checks": [c.column for c in self.types.checks],
+                "columns": {c.name: c.sf_type for c in self.columns},
+                "ddl": [sql for _, sql in self.ddl], "statements": [sql for _, sql in self.statements],
+                "notes": list(self.notes), "warnings": list(self.warnings)}
+
+    def describe(self) -> str:
+        """A readable block: what will be read, with which watermark, and what Snowflake will be sent."""
+        d = self.as_dict()
+        lines = [f"== {self.key} ({self.mode} -> {self.target})",
+                 f"   read:      {self.source_sql}",
+                 f"   watermark: {d['watermark'] or '-'} ({self.window.delta_col or 'no delta column'})",
+                 f"   rows:      {self.rows} in the window; target has {_n(self.read.target_rows)}"]
+        lines += [f"   split:     {p}" for p in self.partitions]
+        lines += [f"   ddl:       {sql}" for sql in d["ddl"]]
+        lines += [f"   load:      {sql}" for sql in d["statements"]] or ["   load:      nothing to load"]
+        lines += [f"   note:      {n}" for n in (*self.notes, *self.warnings)]
+        return "\n".join(lines)
+
+
+def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str) -> TablePlan:
+    """The read half of a table's plan; raises EtlError (nothing written yet) for a value or a NULL
+    timestamp that cannot arrive under the table's settings."""
+    engine, stats = facts.engine, facts.stats
+    w = plan_window(cfg, engine, facts.fields, facts.read, facts.target_max)
+    types = type_plan(engine, facts.columns, w.selected, cfg.key, w.part_col, cfg.transform is not None)
+    warnings = []
+    if w.ts:
+        policy = cfg.null_timestamps
+        nulls = int(stats.get("nulls") or 0) if policy == "include" else int(facts.null_rows or 0)
+        if nulls and policy == "fail":
+            raise EtlError(f"{cfg.key}: {nulls} row(s) have NULL in timestamp_column {w.ts} and null_timestamps "
+                           f"is 'fail'; fix the data or set null_timestamps to 'include' or 'exclude'")
+        if nulls:
+            warnings.append(f"null_timestamps={nulls} policy={policy}")
+    problems = value_problems(stats, types.checks)
+    if problems:
+        raise EtlError(f"{cfg.key}: nothing was loaded: " + "; ".join(problems))
+    rows = int(stats.get("n") or 0)
+    sql = source_query(engine, cfg.namespace, cfg.source_table,
+                       list(w.selected) if cfg.columns or types.text else None, w.predicate, types.exprs)
+    n = partition_count(rows, cores, cfg.num_partitions)
+    splits = partition_predicates(engine, w.part_col, stats.get("lo"), stats.get("hi"), n) if w.part_col else []
+    stages = not (rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND"))
+    # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
+    loads = stages or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
+    return TablePlan(cfg.key, cfg.mode, target, w, types, facts.read, sql, tuple(splits), rows, stages, loads,
+                     cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings))
+
+
+def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any]], typed: Mapping[str, Any],
+              stage_table: str) -> TablePlan:
+    """The load half: target columns of the extract's (name, Spark type) ``fields`` (after any
+    transform), the DDL the target needs and the statements of the load."""
+    cols = plan.types.columns(fields, typed, cfg.key)
+    ddl = target_ddl(plan.target, cols, plan.target_columns, cfg.key, cfg.mode)
+    if not plan.loads:
+        statements: list[tuple[str, str]] = []
+    elif cfg.mode == "FULL":
+        statements = [("replace", replace_table_sql(plan.target, stage_table, cols))]
+    else:
+        statements = load_statements(cfg.mode, cfg.truncate_before_insert, plan.target, stage_table, cols,
+                                     plan.window.key_names, plan.window.order_name)
+    return dataclasses.replace(plan, columns=tuple(cols), ddl=tuple(ddl), statements=tuple(statements))
 
 
 # ----- run summary -------------------------------------------------------------------
@@ -2645,30 +2855,289 @@ class Reconciler:
         return drift
 
 
+@contextmanager
+def step(logger: logging.LoggerAdapter, name: str, **fields: Any) -> Iterator[dict]:
+    """Log one step of a table's run with its duration and what it found (``out``)."""
+    t0 = time.monotonic()
+    out: dict = {}
+    yield out
+    extra = " ".join(f"{k}={v}" for k, v in {**fields, **out}.items())
+    logger.info("step=%s seconds=%.3f %s", name, time.monotonic() - t0, extra)
+
+
+class Survey:
+    """Gathers a table's facts (source schema and types, the plan read, one pushed-down scan of the
+    window) and turns them into its plan; reads only, writes nothing anywhere."""
+
+    def __init__(self, table: Table, source: JdbcSource, wh: Warehouse, claimed: bool = True):
+        self.t, self.source, self.wh, self.claimed = table, source, wh, claimed
+
+    def plan(self) -> tuple[TablePlan, Any]:
+        """(the plan, the extract's DataFrame: defined, not read)."""
+        t, cfg, source = self.t, self.t.cfg, self.source
+        engine, ns, name = source.engine, cfg.namespace, cfg.source_table
+        with step(t.log, "plan") as info:
+            fields = {f.name: f.dataType for f in source.schema(ns, name).fields}
+            read = self._plan_read()
+            column = needs_target_max(cfg, list(fields), read)
+            target_max = watermark_text(self.wh.scalar(max_sql(t.target, column))) if column else None
+            w = plan_window(cfg, engine, fields, read, target_max)
+            columns = source_columns(source.query(column_types_query(engine, ns, name)))
+            types = type_plan(engine, columns, w.selected, cfg.key, w.part_col, cfg.transform is not None)
+            stats = source.query_one(source_stats_query(engine, ns, name, w.predicate, w.part_col, w.ts, types.checks))
+            nulls = int(source.query_one(null_count_query(engine, ns, name, w.ts))["n"]) \
+                if w.ts and cfg.null_timestamps != "include" else None
+            plan = plan_table(cfg, TableFacts(engine, fields, columns, read, target_max, stats, nulls),
+                              t.ctx.cores, t.target)
+            for note in plan.notes:
+                t.log.info("step=plan note=%s", note)
+            for warning in plan.warnings:
+                t.log.warning("step=plan %s", warning)
+            info.update(mode=cfg.mode, watermark=w.watermark.value if w.watermark else None,
+                        window_rows=plan.rows, predicate=json.dumps(w.predicate))
+        with step(t.log, "extract") as info:
+            df = source.read(plan.source_sql, cfg.fetch_size, list(plan.partitions), list(plan.types.text))
+            zoned = ZONED_TYPES[engine]
+            df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
+                            if f.name.lower() in columns and columns[f.name.lower()].type in zoned
+                            and type(f.dataType).__name__ == "TimestampNTZType"
+                            else df[f"`{f.name}`"] for f in df.schema.fields])
+            if cfg.transform is not None:
+                df = cfg.transform(df)
+            plan = plan_load(plan, cfg, [(f.name, f.dataType) for f in df.schema.fields], fields, t.stage_table)
+            info.update(partitions=max(1, len(plan.partitions)), verbatim=len(plan.types.text),
+                        sql=json.dumps(plan.source_sql),
+                        **({"split": json.dumps(list(plan.partitions))} if plan.partitions else {}))
+        return plan, df
+
+    def _plan_read(self) -> PlanRead:
+        """Lease re-read, state, target columns and row count in one statement (docs/PERFORMANCE.md).
+
+        The count needs the target: it is asked for first, and a target that does not exist yet
+        (error 002003) costs one more statement, on the first run only. A dry run before the job's
+        first run finds no state table either: then no state, and the target as it is.
+        """
+        t = self.t
+        params = {**t.ctx.leases.params(t.cfg.target), "schema": t.cfg.target_schema, "table": t.cfg.target_name}
+        db, state, lease = t.ctx.snowflake.database, t.ctx.state_table, t.ctx.leases.table
+        counted = t.cfg.mode != "FULL"
+        try:
+            rows = self.wh.rows(plan_read_sql(db, state, lease, t.target if counted else None), params)
+        except EtlError as exc:
+            if not counted or "002003" not in str(exc):
+                raise
+            counted = False
+            try:
+                rows = self.wh.rows(plan_read_sql(db, state, lease, None), params)
+            except EtlError as again:
+                if self.claimed or "002003" not in str(again):
+                    raise
+                cols = self.wh.rows(target_columns_sql(db), params)
+                return PlanRead(0, None, None, None, None, {r[0]: target_type(*r[1:]) for r in cols})
+        read = PlanRead.from_rows(rows, counted)
+        if self.claimed:
+            t.ctx.leases.confirm(t.cfg.target, read)
+        return read
+
+
+class StagedFiles:
+    """One run's staging folder on S3 for one table: write the extract there, sweep dead runs, remove."""
+
+    def __init__(self, table: Table, database: str):
+        self.t, self.database = table, database
+        self.prefix = staging_prefix(table.ctx.args.job_name, database, table.cfg.key, table.ctx.run_started)
+        self.files: list[str] = []
+
+    def write(self, df: Any) -> list[str]:
+        t = self.t
+        with step(t.log, "stage", uri=t.ctx.staging.uri(self.prefix)) as info:
+            try:
+                stage_dataframe(df, t.ctx.staging.uri(self.prefix))
+            except Exception as exc:
+                raise EtlError(f"{t.cfg.key}: extract/stage failed: {java_error_text(exc)}") from None
+            self.files = t.ctx.staging.part_files(self.prefix)
+            info.update(files=len(self.files))
+        return self.files
+
+    def sweep(self) -> None:
+        """Delete staging files that earlier runs of this table left behind (killed before cleanup).
+
+        They are never loaded (COPY names this run's files only); this keeps the bucket clean.
+        """
+        t = self.t
+        folder = staging_folder(t.ctx.args.job_name, self.database, t.cfg.key)
+        try:
+            removed = t.ctx.staging.delete(folder, keep=lambda key: not is_older_run(key, folder, self.prefix))
+        except Exception as exc:  # the bucket's lifecycle rule is the backstop
+            t.log.warning("step=cleanup folder=%s error=%s", folder, REDACTOR.clean(str(exc)))
+            return
+        if removed:
+            t.log.info("step=cleanup removed_dead_run_files=%d", removed)
+
+    def remove(self) -> None:
+        """Delete this run's files, success or not (never loaded twice), unless --KEEP_STAGING."""
+        t = self.t
+        if t.ctx.args.keep_staging:
+            return
+        try:
+            t.ctx.staging.delete(self.prefix)
+        except Exception as exc:  # a lifecycle rule on the bucket catches what is left
+            t.log.warning("step=cleanup prefix=%s error=%s", self.prefix, REDACTOR.clean(str(exc)))
+
+
+class Load:
+    """Executes a table's plan: extract and stage -> COPY -> the plan's DDL -> the load transaction."""
+
+    def __init__(self, table: Table, plan: TablePlan, df: Any, source: JdbcSource, wh: Warehouse):
+        self.t, self.plan, self.df, self.source, self.wh = table, plan, df, source, wh
+        self.cfg, self.r = table.cfg, table.result
+        self.source_count: Future | None = None
+
+    def run(self) -> None:
+        t, cfg, plan = self.t, self.cfg, self.plan
+        if plan.windowed and cfg.count_source:
+            # Only the summary needs the whole table's count: it runs beside extract, stage and COPY.
+            self.source_count = in_background(self.source.query_one, source_stats_query(
+                self.source.engine, cfg.namespace, cfg.source_table, None, None, None))
+        staged = StagedFiles(t, self.source.settings.database)
+        staged.sweep()
+        try:
+            files = staged.write(self.df) if plan.stages else []
+            if plan.loads:
+                self._load_staged(staged.prefix, files)
+            else:
+                self._nothing_to_load()
+        finally:
+            if plan.loads:
+                self._drop_stage_table()
+            staged.remove()
+
+    def _drop_stage_table(self) -> None:
+        """The staging table is temporary (gone with the session), but the session goes on to the
+        thread's next table: drop it now rather than keep its storage until the session ends."""
+        try:
+            self.wh.execute(drop_table_sql(self.t.stage_table))
+        except EtlError as exc:
+            self.t.log.warning("step=cleanup stage_table=%s error=%s", self.t.stage_table, exc)
+
+    def _load_staged(self, prefix: str, files: Sequence[str]) -> None:
+        """COPY the run's files into the staging table, check them, then load the target."""
+        t, cfg, plan, wh, r = self.t, self.cfg, self.plan, self.wh, self.r
+        w = plan.window
+        delta = (w.delta_col or "").upper() or None
+        with step(t.log, "copy") as info:
+            wh.execute(create_stage_table_sql(t.stage_table, staged_columns(plan.columns)))
+            loaded = self._copy(prefix, files)
+            staged, null_keys, distinct, high = wh.rows(stage_stats_sql(t.stage_table, w.key_names, delta))[0]
+            info.update(rows=loaded, staged=staged)
+        r.delta_rows = int(staged)
+        if null_keys:
+            raise EtlError(f"{cfg.key}: {null_keys} source row(s) have a NULL in primary_key "
+                           f"{list(cfg.primary_key)}; a key must identify every row - fix the data or the key")
+        if distinct != staged:
+            t.log.warning("step=copy duplicate_keys=%d note=the latest %s wins", staged - distinct,
+                          w.order_name or "row")
+        new_wm = watermark_text(high) if delta else None
+        if new_wm is None and w.watermark is not None:
+            new_wm = w.watermark.value           # nothing new: keep the old watermark
+        state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode, "column": delta, "watermark": new_wm,
+                 "run_id": t.ctx.run_id, "rows": int(staged)}
+        self._before_load()
+        with step(t.log, "load") as info:
+            self._load(int(staged), state)
+            info.update(inserted=r.inserted, updated=r.updated, watermark=new_wm)
+        r.target_rows = int(wh.scalar(count_sql(t.target)))
+        if r.source_rows is None and not plan.windowed:
+            r.source_rows = int(staged)     # the read covered the whole table
+
+    def _nothing_to_load(self) -> None:
+        """The source read has no rows for a mode that only adds: the target and the state stay as they are."""
+        r = self.r
+        r.delta_rows, r.inserted, r.updated = 0, 0, 0
+        self._before_load()
+        r.target_rows = self.plan.read.target_rows or 0
+        if r.source_rows is None and not self.plan.windowed:
+            r.source_rows = 0
+
+    def _before_load(self) -> None:
+        """The whole table's count (a failed count fails the table), then the plan's DDL (outside the
+        load transaction: Snowflake DDL commits by itself)."""
+        if self.source_count is not None:
+            self.r.source_rows = int(self.source_count.result()["n"])
+        for what, sql in self.plan.ddl:
+            self.wh.execute(sql)
+            self.t.log.info("step=ddl %s", what)
+
+    def _copy(self, prefix: str, files: Sequence[str]) -> int:
+        t = self.t
+        sf = t.ctx.snowflake
+        if sf.stage:
+            location, integration = f"@{sf.stage}/{prefix}", None
+        else:
+            location, integration = t.ctx.staging.uri(prefix), sf.storage_integration
+        loaded = 0
+        for i in range(0, len(files), 1000):        # Snowflake takes at most 1000 FILES per COPY
+            cur = self.wh.execute(copy_into_sql(t.stage_table, location, files[i:i + 1000], integration))
+            names = [d[0].lower() for d in (cur.description or [])]
+            for row in cur.fetchall():
+                rec = dict(zip(names, row, strict=False))
+                if "rows_loaded" in rec:
+                    loaded += int(rec["rows_loaded"] or 0)
+        return loaded
+
+    def _load(self, staged: int, state: Mapping[str, Any]) -> None:
+        """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state).
+
+        The transaction begins with the lease check, which locks the lease until COMMIT and
+        releases it with the same COMMIT (docs/GUARANTEES.md "Two runs at once").
+        """
+        t, wh, r = self.t, self.wh, self.r
+        if self.cfg.mode == "FULL":
+            self._check_lease(release=False)         # DDL commits by itself: no transaction to lock in
+            for _, sql in self.plan.statements:
+                wh.execute(sql)
+            r.inserted, r.updated = staged, 0
+            wh.execute(write_state_sql(t.ctx.state_table), state)
+            t.ctx.leases.release(wh, self.cfg.target)     # the target is loaded: counting it needs no lease
+            t.released = True
+            return
+        with wh.transaction():
+            self._check_lease(release=True)
+            for kind, sql in self.plan.statements:
+                cur = wh.execute(sql)
+                if kind == "merge":
+                    r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
+                elif kind == "insert":
+                    r.inserted, r.updated = cur.rowcount, 0
+            wh.execute(write_state_sql(t.ctx.state_table), state)
+        t.released = True
+
+    def _check_lease(self, release: bool) -> None:
+        """Refuse to change the target when this run's lease has expired (another run may own it now)."""
+        t = self.t
+        if not t.ctx.leases.hold(self.wh, self.cfg.target, release):
+            raise EtlError(f"{self.cfg.key}: this run's lease on {self.cfg.target} expired before the load "
+                           f"(no heartbeat for {t.ctx.leases.seconds} s); nothing was changed - run again")
+
+
 class Table:
-    """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
+    """One registry entry's run: lease -> plan (``Survey``) -> execute (``Load``) -> verify -> report."""
 
     def __init__(self, cfg: TableConfig, ctx: RunContext):
-        self.cfg = cfg
-        self.ctx = ctx
+        self.cfg, self.ctx = cfg, ctx
         self.log = TableLog(log, {"table": cfg.key})
         self.result = TableResult(cfg.key, cfg.mode, cfg.target)
-        self._windowed = False
-        self._source_count: Future | None = None
-        self._released = False              # the load's COMMIT released the lease
+        self.released = False              # the load's COMMIT released the lease
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
         # A temporary table of this run's session, named per run, in the job's own schema.
         self.stage_table = fqn(db, ctx.args.state_schema,
                                stage_table_name(cfg.target_schema, cfg.target_name, uuid.uuid4().hex[:12].upper()))
 
-    # --- the run --------------------------------------------------------------------
-
     def run(self) -> TableResult:
         started = time.monotonic()
         try:
-            source = JdbcSource(self.ctx.spark, source_settings(self._secret(), self._ssm_path()))
-            wh = self.ctx.connections.get()
+            source, wh = self._source(), self.ctx.connections.get()
             holder = self.ctx.leases.acquire(wh, self.cfg.target)
             if holder:
                 self.result.status = "SKIPPED"
@@ -2677,7 +3146,7 @@ class Table:
                 self.log.warning("step=lease skipped=true holder=%s", holder)
                 return self.result
             try:
-                self._run(source, wh)
+                Load(self, *Survey(self, source, wh).plan(), source, wh).run()
                 if self.cfg.verify or self.ctx.args.verify:
                     self._verify(source, wh)
             except LeaseTaken as exc:
@@ -2685,354 +3154,59 @@ class Table:
                 self.log.warning("step=lease skipped=true %s", exc)
                 return self.result
             finally:
-                if not self._released:
+                if not self.released:
                     self.ctx.leases.release(wh, self.cfg.target)
             self.result.status = "DRIFT" if self.result.verified and self.result.verified.count else "OK"
         except Exception as exc:
-            self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError)
-                                               else f"{type(exc).__name__}: {exc}")
-            if isinstance(exc, LockConflict):       # name the table whose load waited
-                self.result.error = f"{self.cfg.key}: loading {self.cfg.target}: {self.result.error}"
-            self.log.error("step=failed error=%s", self.result.error)
-            self.ctx.connections.discard()
+            self._failed(exc)
         finally:
             self.result.seconds = time.monotonic() - started
             self._publish()
         return self.result
 
+    def dry_run(self) -> TablePlan | None:
+        """The table's plan, from facts only: no lease, no staging, no Snowflake change, no metric."""
+        started = time.monotonic()
+        try:
+            plan, _ = Survey(self, self._source(), self.ctx.connections.get(), claimed=False).plan()
+            self.result.status, self.result.delta_rows = "PLANNED", plan.rows
+            self.result.target_rows = plan.read.target_rows
+            return plan
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        finally:
+            self.result.seconds = time.monotonic() - started
+
+    def _source(self) -> JdbcSource:
+        path = self.ctx.args.groups[self.cfg.ssm_key]
+        return JdbcSource(self.ctx.spark, source_settings(self.ctx.secrets.get(path), path))
+
+    def _failed(self, exc: Exception) -> None:
+        self.result.error = REDACTOR.clean(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, LockConflict):       # name the table whose load waited
+            self.result.error = f"{self.cfg.key}: loading {self.cfg.target}: {self.result.error}"
+        self.log.error("step=failed error=%s", self.result.error)
+        self.ctx.connections.discard()
+
     def _verify(self, source: JdbcSource, wh: Warehouse) -> None:
         """VERIFY after the load, under the table's lease (see Reconciler); metrics VerifiedRows/MismatchedRows."""
-        with self._step("verify") as info:
+        with step(self.log, "verify") as info:
             drift = Reconciler(source, wh, self.cfg, self.target, self._target_columns(wh), self.ctx.state_table,
                                self.log).verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
-        try:
-            self.ctx.metrics.publish(self.cfg.key, {"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
-        except Exception as exc:  # metrics must not turn a good comparison into a failure
-            self.log.warning("step=metrics error=%s", REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
+        self._publish({"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
 
     def _target_columns(self, wh: Warehouse) -> dict[str, str]:
-        """The target's columns as they are after the load (FULL may have redefined them)."""
+        """The target's columns as they are after the load (FULL and the plan's DDL may have changed them)."""
         rows = wh.rows(target_columns_sql(self.ctx.snowflake.database),
                        {"schema": self.cfg.target_schema, "table": self.cfg.target_name})
         return {row[0]: target_type(*row[1:]) for row in rows}
 
-    def _ssm_path(self) -> str:
-        return self.ctx.args.groups[self.cfg.ssm_key]
-
-    def _secret(self) -> dict:
-        return self.ctx.secrets.get(self._ssm_path())
-
-    @contextmanager
-    def _step(self, name: str, **fields: Any) -> Iterator[dict]:
-        t0 = time.monotonic()
-        out: dict = {}
-        yield out
-        extra = " ".join(f"{k}={v}" for k, v in {**fields, **out}.items())
-        self.log.info("step=%s seconds=%.3f %s", name, time.monotonic() - t0, extra)
-
-    def _run(self, source: JdbcSource, wh: Warehouse) -> None:
-        cfg = self.cfg
-        with self._step("plan") as info:
-            schema = source.schema(cfg.namespace, cfg.source_table)
-            names = [f.name for f in schema.fields]
-            pk = [resolve_column(k, names, cfg.key, "primary_key") for k in cfg.primary_key]
-            ts = resolve_column(cfg.timestamp_column, names, cfg.key, "timestamp_column") \
-                if cfg.timestamp_column else None
-            selected = [resolve_column(c, names, cfg.key, "columns") for c in cfg.columns] if cfg.columns else names
-            delta_col = ts or (pk[0] if len(pk) == 1 else None)
-            plan = self._plan_read(wh)
-            # FULL redefines the target from the source schema: it never needs the target's columns.
-            target_cols = plan.target_columns if cfg.mode != "FULL" else {}
-            watermark = self._watermark(wh, delta_col, plan) if cfg.mode == "INCREMENTAL" else None
-            predicate = delta_predicate(source.engine, delta_col, watermark, lookback_seconds=cfg.lookback_seconds,
-                                        null_policy=cfg.null_timestamps) if watermark and delta_col else None
-            if predicate is None and ts and cfg.null_timestamps == "exclude":
-                predicate = f"{source_quote(source.engine, ts)} IS NOT NULL"
-            part_col = self._partition_column(schema, pk)
-            stats = source.query_one(source_stats_query(source.engine, cfg.namespace, cfg.source_table, predicate,
-                                                        part_col, ts))
-            window_rows = int(stats["n"] or 0)
-            if ts:
-                self._null_timestamps(source, ts, int(stats.get("nulls") or 0))
-            facts = source_columns(source.query(column_types_query(source.engine, cfg.namespace, cfg.source_table)))
-            types = type_plan(source.engine, facts, selected, cfg.key, part_col, cfg.transform is not None)
-            self._check_values(source, types, predicate)
-            self._windowed = cfg.mode == "INCREMENTAL" and bool(predicate)   # reads part of the table
-            if self._windowed and cfg.count_source:
-                # Only the summary needs the whole table's count: it runs beside extract, stage and COPY.
-                self._source_count = in_background(source.query_one, source_stats_query(
-                    source.engine, cfg.namespace, cfg.source_table, None, None, None))
-            info.update(mode=cfg.mode, watermark=watermark.value if watermark else None,
-                        window_rows=window_rows, predicate=json.dumps(predicate))
-
-        with self._step("extract") as info:
-            # Some types travel as the source's text (see ``type_plan``).
-            sql = source_query(source.engine, cfg.namespace, cfg.source_table,
-                               selected if cfg.columns or types.text else None, predicate, types.exprs)
-            n = partition_count(window_rows, self.ctx.cores, cfg.num_partitions)
-            predicates = partition_predicates(source.engine, part_col, stats.get("lo"), stats.get("hi"), n) \
-                if part_col else []
-            df = source.read(sql, cfg.fetch_size, predicates, list(types.text))
-            zoned = ZONED_TYPES[source.engine]
-            df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
-                            if f.name.lower() in facts and facts[f.name.lower()].type in zoned
-                            and type(f.dataType).__name__ == "TimestampNTZType"
-                            else df[f"`{f.name}`"] for f in df.schema.fields])
-            if cfg.transform is not None:
-                df = cfg.transform(df)
-            cols = types.columns([(f.name, f.dataType) for f in df.schema.fields],
-                                {f.name: f.dataType for f in schema.fields}, cfg.key)
-            info.update(partitions=max(1, len(predicates)), verbatim=len(types.text), sql=json.dumps(sql),
-                        **({"split": json.dumps(predicates)} if predicates else {}))
-
-        key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
-        order_name = (ts or "").upper() or None
-        files: list[str] = []
-        prefix = staging_prefix(self.ctx.args.job_name, source.settings.database, cfg.key, self.ctx.run_started)
-        skip = window_rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND")
-        untouched = False
-        self._remove_dead_runs(source.settings.database, prefix)
+    def _publish(self, values: Mapping[str, float] | None = None) -> None:
         try:
-            if not skip:
-                with self._step("stage", uri=self.ctx.staging.uri(prefix)) as info:
-                    try:
-                        stage_dataframe(df, self.ctx.staging.uri(prefix))
-                    except Exception as exc:
-                        raise EtlError(f"{cfg.key}: extract/stage failed: {java_error_text(exc)}") from None
-                    files = self.ctx.staging.part_files(prefix)
-                    info.update(files=len(files))
-            # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
-            untouched = skip and not (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
-            if untouched:
-                self._nothing_to_load(wh, cols, target_cols, plan)
-            else:
-                self._load_staged(wh, cols, target_cols, prefix, files, key_names, order_name, delta_col, watermark)
-        finally:
-            self._cleanup(wh, prefix, dropping=not untouched)
-
-    def _remove_dead_runs(self, database: str, prefix: str) -> None:
-        """Delete staging files that earlier runs of this table left behind (killed before cleanup).
-
-        They are never loaded (COPY names this run's files only); this keeps the bucket clean.
-        """
-        folder = staging_folder(self.ctx.args.job_name, database, self.cfg.key)
-        try:
-            removed = self.ctx.staging.delete(folder, keep=lambda key: not is_older_run(key, folder, prefix))
-        except Exception as exc:  # the bucket's lifecycle rule is the backstop
-            self.log.warning("step=cleanup folder=%s error=%s", folder, REDACTOR.clean(str(exc)))
-            return
-        if removed:
-            self.log.info("step=cleanup removed_dead_run_files=%d", removed)
-
-    def _cleanup(self, wh: Warehouse, prefix: str, dropping: bool = True) -> None:
-        """Drop the staging table and the run's staging files, success or not (never loaded twice).
-
-        The staging table is temporary (gone with the session), but the session goes on to the
-        thread's next table: drop it now rather than keep its storage until the session ends.
-        """
-        if dropping:
-            try:
-                wh.execute(drop_table_sql(self.stage_table))
-            except EtlError as exc:
-                self.log.warning("step=cleanup stage_table=%s error=%s", self.stage_table, exc)
-        if not self.ctx.args.keep_staging:
-            try:
-                self.ctx.staging.delete(prefix)
-            except Exception as exc:  # a lifecycle rule on the bucket catches what is left
-                self.log.warning("step=cleanup prefix=%s error=%s", prefix, REDACTOR.clean(str(exc)))
-
-    def _load_staged(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str], prefix: str,
-                     files: Sequence[str], key_names: Sequence[str], order_name: str | None,
-                     delta_col: str | None, watermark: Watermark | None) -> None:
-        """COPY the run's files into the staging table, check them, then load the target."""
-        cfg = self.cfg
-        with self._step("copy") as info:
-            wh.execute(create_stage_table_sql(self.stage_table, staged_columns(cols)))
-            loaded = self._copy(wh, prefix, files)
-            staged, null_keys, distinct, high = wh.rows(stage_stats_sql(self.stage_table, key_names,
-                                                                        (delta_col or "").upper() or None))[0]
-            info.update(rows=loaded, staged=staged)
-        self.result.delta_rows = int(staged)
-        if null_keys:
-            raise EtlError(f"{cfg.key}: {null_keys} source row(s) have a NULL in primary_key "
-                           f"{list(cfg.primary_key)}; a key must identify every row - fix the data or the key")
-        if distinct != staged:
-            self.log.warning("step=copy duplicate_keys=%d note=the latest %s wins", staged - distinct,
-                             order_name or "row")
-        new_wm = watermark_text(high) if delta_col else None
-        if new_wm is None and watermark is not None:
-            new_wm = watermark.value           # nothing new: keep the old watermark
-        state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode,
-                 "column": (delta_col or "").upper() or None, "watermark": new_wm,
-                 "run_id": self.ctx.run_id, "rows": int(staged)}
-        if self._source_count is not None:        # before anything is written: a failed count fails the table
-            self.result.source_rows = int(self._source_count.result()["n"])
-        self._check_target(wh, cols, target_cols)
-        with self._step("load") as info:
-            self._load(wh, cols, key_names, order_name, int(staged), state)
-            info.update(inserted=self.result.inserted, updated=self.result.updated, watermark=new_wm)
-        self.result.target_rows = int(wh.scalar(count_sql(self.target)))
-        if self.result.source_rows is None and not self._windowed:
-            self.result.source_rows = int(staged)     # the read covered the whole table
-
-    def _nothing_to_load(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str],
-                         plan: PlanRead) -> None:
-        """The source read has no rows for a mode that only adds: the target and the state stay as they are."""
-        self.result.delta_rows, self.result.inserted, self.result.updated = 0, 0, 0
-        if self._source_count is not None:
-            self.result.source_rows = int(self._source_count.result()["n"])
-        self._check_target(wh, cols, target_cols)
-        self.result.target_rows = plan.target_rows if plan.target_rows is not None else 0
-        if self.result.source_rows is None and not self._windowed:
-            self.result.source_rows = 0
-
-    # --- steps -------------------------------------------------------------------------
-
-    def _partition_column(self, schema: Any, pk: list[str]) -> str | None:
-        numeric = ("ByteType", "ShortType", "IntegerType", "LongType", "DecimalType")
-        if self.cfg.partition_column:
-            name = resolve_column(self.cfg.partition_column, [f.name for f in schema.fields], self.cfg.key,
-                                  "partition_column")
-            kind = type(schema[name].dataType).__name__
-            if kind not in numeric + ("DateType", "TimestampType", "TimestampNTZType"):
-                raise EtlError(f"{self.cfg.key}: partition_column {name} is {kind}; use a numeric, date or "
-                               f"timestamp column")
-            return name
-        if len(pk) == 1 and type(schema[pk[0]].dataType).__name__ in numeric:
-            return pk[0]
-        return None
-
-    def _check_values(self, source: JdbcSource, plan: TypePlan, predicate: str | None) -> None:
-        """Fail the table, before anything is read or written, on a value that cannot arrive exactly."""
-        sql = value_checks_query(source.engine, self.cfg.namespace, self.cfg.source_table, predicate, plan.checks)
-        problems = value_problems(source.query_one(sql), plan.checks) if sql else []
-        if problems:
-            raise EtlError(f"{self.cfg.key}: nothing was loaded: " + "; ".join(problems))
-
-    def _null_timestamps(self, source: JdbcSource, ts: str, in_window: int) -> None:
-        """Count rows whose timestamp is NULL and apply the table's policy; never drop them silently.
-
-        ``include`` reads them in every window (counted there); ``exclude`` and ``fail`` count them
-        with a pushed-down query over the whole table.
-        """
-        policy = self.cfg.null_timestamps
-        nulls = in_window if policy == "include" else int(source.query_one(
-            null_count_query(source.engine, self.cfg.namespace, self.cfg.source_table, ts))["n"])
-        if not nulls:
-            return
-        if policy == "fail":
-            raise EtlError(f"{self.cfg.key}: {nulls} row(s) have NULL in timestamp_column {ts} and "
-                           f"null_timestamps is 'fail'; fix the data or set null_timestamps to "
-                           f"'include' or 'exclude'")
-        self.log.warning("step=plan null_timestamps=%d policy=%s", nulls, policy)
-
-    def _plan_read(self, wh: Warehouse) -> PlanRead:
-        """Lease re-read, state, target columns and row count in one statement (docs/PERFORMANCE.md).
-
-        The count needs the target: it is asked for first, and a target that does not exist yet
-        (error 002003) costs one more statement, on the first run only.
-        """
-        params = {**self.ctx.leases.params(self.cfg.target), "schema": self.cfg.target_schema,
-                  "table": self.cfg.target_name}
-        db, state, lease = self.ctx.snowflake.database, self.ctx.state_table, self.ctx.leases.table
-        counted = self.cfg.mode != "FULL"
-        try:
-            rows = wh.rows(plan_read_sql(db, state, lease, self.target if counted else None), params)
-        except EtlError as exc:
-            if not counted or "002003" not in str(exc):
-                raise
-            counted, rows = False, wh.rows(plan_read_sql(db, state, lease, None), params)
-        plan = PlanRead.from_rows(rows, counted)
-        self.ctx.leases.confirm(self.cfg.target, plan)
-        return plan
-
-    def _watermark(self, wh: Warehouse, delta_col: str | None, plan: PlanRead) -> Watermark | None:
-        """Where the delta starts: the state table, else the target's MAX, else nowhere (full load)."""
-        if delta_col is None:
-            return None
-        column, target_cols = delta_col.upper(), plan.target_columns
-        if not target_cols or not plan.target_rows:
-            self.log.info("step=plan note=target missing or empty, loading every row")
-            return None
-        if plan.state_watermark is not None and plan.state_column == column:
-            return Watermark(column, plan.state_watermark)
-        if column in target_cols:
-            high = watermark_text(wh.scalar(max_sql(self.target, column)))
-            if high is not None:
-                self.log.info("step=plan note=no state yet, starting from the target's MAX(%s)", column)
-                return Watermark(column, high)
-        return None
-
-    def _check_target(self, wh: Warehouse, cols: Sequence[Column], target_cols: Mapping[str, str]) -> None:
-        """Create the target, or add new source columns to it (DDL: before the load transaction)."""
-        if self.cfg.mode == "FULL":
-            return                              # FULL redefines the target from the source schema
-        if not target_cols:
-            wh.execute(create_table_sql(self.target, cols))
-            self.log.info("step=ddl created=%s", self.cfg.target)
-            return
-        for col in schema_changes(cols, target_cols, self.cfg.key):
-            wh.execute(add_column_sql(self.target, col))
-            self.log.info("step=ddl added_column=%s type=%s", col.name, col.sf_type)
-
-    def _copy(self, wh: Warehouse, prefix: str, files: Sequence[str]) -> int:
-        sf = self.ctx.snowflake
-        if sf.stage:
-            location, integration = f"@{sf.stage}/{prefix}", None
-        else:
-            location, integration = self.ctx.staging.uri(prefix), sf.storage_integration
-        loaded = 0
-        for i in range(0, len(files), 1000):        # Snowflake takes at most 1000 FILES per COPY
-            cur = wh.execute(copy_into_sql(self.stage_table, location, files[i:i + 1000], integration))
-            names = [d[0].lower() for d in (cur.description or [])]
-            for row in cur.fetchall():
-                rec = dict(zip(names, row, strict=False))
-                if "rows_loaded" in rec:
-                    loaded += int(rec["rows_loaded"] or 0)
-        return loaded
-
-    def _load(self, wh: Warehouse, cols: Sequence[Column], pk: Sequence[str], order_by: str | None,
-              staged: int, state: Mapping[str, Any]) -> None:
-        """Apply the mode and move the watermark in one transaction (FULL: atomic swap, then state).
-
-        The transaction begins with the lease check, which locks the lease until COMMIT and
-        releases it with the same COMMIT (docs/GUARANTEES.md "Two runs at once").
-        """
-        cfg, r = self.cfg, self.result
-        if cfg.mode == "FULL":
-            self._check_lease(wh, release=False)         # DDL commits by itself: no transaction to lock in
-            wh.execute(replace_table_sql(self.target, self.stage_table, cols))
-            r.inserted, r.updated = staged, 0
-            self._write_state(wh, state)
-            self.ctx.leases.release(wh, cfg.target)     # the target is loaded: counting it needs no lease
-            self._released = True
-            return
-        with wh.transaction():
-            self._check_lease(wh, release=True)
-            for kind, sql in load_statements(cfg.mode, cfg.truncate_before_insert, self.target, self.stage_table,
-                                             cols, pk, order_by):
-                cur = wh.execute(sql)
-                if kind == "merge":
-                    r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
-                elif kind == "insert":
-                    r.inserted, r.updated = cur.rowcount, 0
-            self._write_state(wh, state)
-        self._released = True
-
-    def _check_lease(self, wh: Warehouse, release: bool) -> None:
-        """Refuse to change the target when this run's lease has expired (another run may own it now)."""
-        if not self.ctx.leases.hold(wh, self.cfg.target, release):
-            raise EtlError(f"{self.cfg.key}: this run's lease on {self.cfg.target} expired before the load "
-                           f"(no heartbeat for {self.ctx.leases.seconds} s); nothing was changed - run again")
-
-    def _write_state(self, wh: Warehouse, state: Mapping[str, Any]) -> None:
-        wh.execute(write_state_sql(self.ctx.state_table), state)
-
-    def _publish(self) -> None:
-        try:
-            self.ctx.metrics.publish(self.cfg.key, metric_values(self.result))
+            self.ctx.metrics.publish(self.cfg.key, metric_values(self.result) if values is None else values)
         except Exception as exc:  # metrics must not turn a good load into a failure
             self.log.warning("step=metrics error=%s", REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
 
@@ -3055,6 +3229,28 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
     finally:
         ctx.leases.stop()
         ctx.connections.close_all()
+
+
+def dry_run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[tuple[TableResult, TablePlan | None]]:
+    """--DRY_RUN: every table's plan, from reads only. Nothing is created, staged, leased or published."""
+    def plan(cfg: TableConfig) -> tuple[TableResult, TablePlan | None]:
+        t = Table(cfg, ctx)
+        return t.result, t.dry_run()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.args.parallelism, len(tables)))) as pool:
+            return list(pool.map(plan, tables))
+    finally:
+        ctx.connections.close_all()
+
+
+def write_output(where: str, text: str, s3_client: Any) -> None:
+    """Write ``text`` to a local file or to an s3://bucket/key object."""
+    if where.startswith("s3://"):
+        bucket, _, key = where[5:].partition("/")
+        s3_client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+    else:
+        with open(where, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
 
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
@@ -3234,6 +3430,8 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
                      metrics=Metrics(boto3.client("cloudwatch"), args.job_name),
                      cores=spark.sparkContext.defaultParallelism)
     log.info("step=run run_id=%s tables=%d parallelism=%d", ctx.run_id, len(tables), args.parallelism)
+    if args.dry_run:
+        return dry_run(tables, ctx, s3)
     try:
         results = run_tables(tables, ctx)
     except EtlError as exc:             # the job's schemas or state table could not be prepared
@@ -3246,6 +3444,25 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
     if all(r.status == "OK" for r in results):
         return 0, ""
     return 1, REDACTOR.clean(failure_message(results))
+
+
+def dry_run(tables: Sequence[TableConfig], ctx: RunContext, s3_client: Any) -> tuple[int, str]:
+    """Print each table's plan (a block per table, then one JSON document; also to --PLAN_OUTPUT)."""
+    planned = dry_run_tables(tables, ctx)
+    results = [r for r, _ in planned]
+    for r, p in planned:
+        print("\n" + (p.describe() if p else f"== {r.key}: cannot be planned: {r.error}"))
+    docs = [p.as_dict() if p else {"table": r.key, "error": r.error} for r, p in planned]
+    doc = json.dumps({"run_id": ctx.run_id, "dry_run": True, "tables": docs}, default=str)
+    print(doc, flush=True)
+    if ctx.args.plan_output:
+        write_output(ctx.args.plan_output, doc + "\n", s3_client)
+    bad = [r for r in results if r.status != "PLANNED"]
+    print(f"{len(results) - len(bad)}/{len(results)} tables planned (dry run: nothing was written)", flush=True)
+    if not bad:
+        return 0, ""
+    return 1, REDACTOR.clean(f"{len(bad)} of {len(results)} table(s) cannot be planned: "
+                             + "; ".join(f"{r.key}: {(r.error or '')[:300]}" for r in bad))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

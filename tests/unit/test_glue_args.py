@@ -213,8 +213,9 @@ def test_the_dead_run_sweep_removes_emrfs_folder_markers(bucket):
                        metrics=g.Metrics(None, "job"))
     cfg = g.build_table_config("sales.orders", {"ssmKey": "AFFILIATE", "target_table": "RAW.ORDERS",
                                                 "operations": {"type": "APPEND"}})
-    table = g.Table(cfg, ctx)
-    table._remove_dead_runs("ETL_DB", mine)
+    staged = g.StagedFiles(g.Table(cfg, ctx), "ETL_DB")
+    assert staged.prefix == mine
+    staged.sweep()
     assert keys(bucket) == sorted([
         folder.rstrip("/") + "_$folder$", folder + "2026-11-26_$folder$",   # this run's day stays
         mine.rstrip("/") + "_$folder$", mine + "part-00000.csv.deflate",

@@ -165,15 +165,17 @@ def test_value_checks_for_numbers_wider_than_number_38():
     assert [c.bad for c in my] == ["`d65` <> ROUND(`d65`, 30) OR ABS(`d65`) >= 100000000"]
 
 
-def test_value_checks_query_parses_and_names_the_values():
+def test_value_checks_ride_in_the_window_scan_and_name_the_values():
     checks = g.type_plan("postgres", PG, ["free", "t"], "s.t").checks
-    sql = g.value_checks_query("postgres", "s", "t", '"id" > 3', checks)
-    assert sql.startswith('SELECT (SELECT CAST("free" AS text) FROM "s"."t" WHERE ("id" > 3) AND ')
+    sql = g.source_stats_query("postgres", "s", "t", '"id" > 3', "id", None, checks)
+    assert sql.startswith('SELECT COUNT(*) AS n, MIN("id") AS lo, MAX("id") AS hi, MIN(CASE WHEN "free" <> ')
+    assert sql.endswith(' FROM "s"."t" WHERE "id" > 3') and sql.count("FROM") == 1     # one scan, no subquery
     parsed = sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
-    assert [e.alias for e in parsed.expressions] == ["bad_0", "bad_1"]
+    assert [e.alias for e in parsed.expressions] == ["n", "lo", "hi", "bad_0", "bad_1"]
     my = g.type_plan("mysql", MY, ["d65"], "p.m").checks
-    sqlglot.parse_one(g.value_checks_query("mysql", "p", "m", None, my), read="mysql", error_level=ErrorLevel.RAISE)
-    assert g.value_checks_query("mysql", "p", "m", None, []) is None
+    sqlglot.parse_one(g.source_stats_query("mysql", "p", "m", None, None, None, my), read="mysql",
+                      error_level=ErrorLevel.RAISE)
+    assert "bad_" not in g.source_stats_query("mysql", "p", "m", None, None, None, [])
     problems = g.value_problems({"bad_0": "1.1234567890123456789012", "bad_1": None}, checks)
     assert problems == ["column free holds 1.1234567890123456789012, which does not fit NUMBER(38,18) (at most 18 "
                         "decimals and 20 integer digits); declare it numeric(p,s) with p <= 38, or load a view that "
