@@ -141,3 +141,41 @@ def test_alter_column_sql_quotes_the_column():
     sql = g.alter_column_sql(TARGET, 'A"B', "VARCHAR(50)")
     assert sql == f'ALTER TABLE {TARGET} ALTER COLUMN "A""B" SET DATA TYPE VARCHAR(50)'
     parses_as_snowflake(sql)
+
+
+# ----- the emulator refuses what Snowflake refuses (local/fakesnow_server.py, item 9) ------------
+
+
+@pytest.mark.parametrize("row, new, error", [
+    (("NUMBER", None, 10, 0), "NUMBER(19,0)", None), (("NUMBER", None, 10, 2), "NUMBER(20,2)", None),
+    (("NUMBER", None, 19, 0), "NUMBER(10,0)", None),          # allowed when the values fit: left to DuckDB's cast
+    (("NUMBER", None, 38, 0), "INT", None), (("TEXT", 10, None, None), "VARCHAR(50)", None),
+    (("TEXT", 10, None, None), "VARCHAR", None), (("TEXT", 10, None, None), "STRING", None),
+    (("NUMBER", None, 10, 2), "NUMBER(12,4)",
+     "cannot change column C from type NUMBER(10,2) to NUMBER(12,4) because changing the scale of a number is not "
+     "supported."),
+    (("TEXT", 50, None, None), "VARCHAR(5)",
+     "cannot change column C from type VARCHAR(50) to VARCHAR(5) because reducing the byte-length of varchar is "
+     "not supported."),
+    (("TEXT", 16777216, None, None), "NUMBER(10,0)", "cannot change column C from type VARCHAR(16777216) to "
+                                                     "NUMBER(10,0)"),
+    (("NUMBER", None, 38, 0), "VARCHAR", "cannot change column C from type NUMBER(38,0) to VARCHAR(16777216)"),
+    (("FLOAT", None, None, None), "NUMBER(10,0)", "cannot change column C from type FLOAT to NUMBER(10,0)"),
+    (("TIMESTAMP_NTZ", None, None, None), "TIMESTAMP_TZ(6)",
+     "cannot change column C from type TIMESTAMP_NTZ to TIMESTAMP_TZ"),
+])
+def test_the_emulators_alter_column_rules(row, new, error):
+    from local import fakesnow_server as fs
+    alter = sqlglot.parse_one(f'ALTER TABLE "DB"."S"."T" ALTER COLUMN "C" SET DATA TYPE {new}', read="snowflake")
+    asked = []
+
+    def lookup(table, column):
+        asked.append((table.catalog, table.db, table.name, column))
+        return row
+    if error is None:
+        fs.check_alter_column_types(alter, lookup)
+    else:
+        with pytest.raises(Exception) as info:
+            fs.check_alter_column_types(alter, lookup)
+        assert str(info.value).endswith("SQL compilation error: " + error)
+    assert asked == [("DB", "S", "T", "C")]
