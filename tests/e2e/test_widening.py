@@ -2,7 +2,7 @@
 
 ``widen.grow``'s source columns widened since the target was loaded (integer -> bigint, numeric(10,2)
 -> numeric(14,2), varchar(10) -> varchar(50) into a target sized VARCHAR(10)); the job widens the
-target columns in place and loads values that need the new types. ``widen.scale``'s numeric(10,2)
+target columns in place, adds the new column and loads values that need the new types. ``widen.scale``'s numeric(10,2)
 became numeric(12,4): Snowflake cannot change a column's scale, so the table fails naming the column,
 both types and the fix, and its target keeps its rows and its types.
 The emulator refuses the changes Snowflake refuses (local/fakesnow_server.py, item 9).
@@ -51,6 +51,8 @@ def run(stack_env, tmp_path_factory):
         cur.executemany("INSERT INTO widen.grow VALUES (%s, %s, %s, %s)", [
             (3, BIG, Decimal("123456789012.34"), LONG_TEXT), (4, -(2**63), Decimal("-999999999999.99"), "short")])
         cur.execute("UPDATE widen.grow SET v = 'now longer than ten' WHERE id = 1")
+        cur.execute("ALTER TABLE widen.grow ADD COLUMN since date")                 # a new column: ADD COLUMN
+        cur.execute("UPDATE widen.grow SET since = DATE '2026-12-01' WHERE id IN (1, 3)")
         cur.execute("CREATE TABLE widen.scale (id int PRIMARY KEY, amount numeric(10,2))")
         cur.execute("INSERT INTO widen.scale VALUES (1, 12345678.12), (2, -0.01)")
         cur.execute("ALTER TABLE widen.scale ALTER COLUMN amount TYPE numeric(12,4)")
@@ -67,10 +69,10 @@ def test_widened_source_columns_widen_the_target_and_load_value_by_value(run):
     assert h.sf_scalar('SELECT "V" FROM ETL_DB.WIDEN.GROW WHERE "ID" = 3') == LONG_TEXT
     assert h.sf_query(TYPES_SQL.format(t="GROW")) == [
         ("ID", "NUMBER", None, 10, 0), ("N", "NUMBER", None, 19, 0), ("AMOUNT", "NUMBER", None, 14, 2),
-        ("V", "TEXT", 16777216, None, None)]
+        ("V", "TEXT", 16777216, None, None), ("SINCE", "DATE", None, None, None)]
     log = proc.stdout + proc.stderr
     for what in ("widened N NUMBER(10,0)->NUMBER(19,0)", "widened AMOUNT NUMBER(10,2)->NUMBER(14,2)",
-                 "widened V VARCHAR(10)->VARCHAR"):
+                 "widened V VARCHAR(10)->VARCHAR", "added_column SINCE DATE"):
         assert f"step=ddl {what}" in log
 
 
