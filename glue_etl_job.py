@@ -802,21 +802,55 @@ def resolve_column(wanted: str, available: Iterable[str], table: str, what: str)
                    f"(columns: {', '.join(available)}); fix config.py")
 
 
-def schema_changes(source: Sequence[Column], target: Mapping[str, str], table: str) -> list[Column]:
-    """Source columns missing from the target (to ADD), or an error for incompatible types."""
-    problems, new = [], []
+def widening(source_type: str, target_type_text: str) -> str | None:
+    """The wider type a target column can be changed to in place so that every ``source_type`` value fits
+    unchanged; None when it needs none (``incompatibility`` is None and no length is short) or none exists.
+
+    Snowflake's ALTER COLUMN ... SET DATA TYPE can only raise a NUMBER's precision at the same scale and
+    lengthen a text column (docs/SNOWFLAKE.md section 7). So a NUMBER target keeps its scale and gets the
+    integer digits the source needs (at most 38 digits in all); a VARCHAR(n) target gets the source's
+    length (VARCHAR: the maximum). A scale the target lacks, another kind of value, TIMESTAMP_NTZ vs TZ,
+    fewer fractional-second digits or FLOAT for more than 15 digits have no such widening.
+    """
+    src, tgt = type_family(source_type), type_family(target_type_text)
+    if src == tgt == "text":
+        have, need = (_type_args(t) or [_FULL_TEXT] for t in (target_type_text, source_type))
+        return None if need[0] <= have[0] else ("VARCHAR" if need[0] >= _FULL_TEXT else f"VARCHAR({need[0]})")
+    if src == tgt == "number" and incompatibility(source_type, target_type_text) is not None:
+        (p, s), (_, ts) = _number_digits(source_type), _number_digits(target_type_text)
+        return f"NUMBER({ts + p - s},{ts})" if ts >= s and ts + p - s <= 38 else None
+    return None
+
+
+CHANGE_FIX = ("Snowflake changes a column in place only to a NUMBER of more precision and the same scale, "
+              "or to a longer VARCHAR")
+
+
+def _column_changes(source: Sequence[Column], target: Mapping[str, str], table: str
+                    ) -> tuple[list[Column], list[tuple[Column, str, str]]]:
+    """(source columns missing from the target, (column, target type, wider type) to widen), or one error
+    naming every column whose type can neither take the source's values nor be widened to."""
+    problems, new, wider = [], [], []
     for col in source:
         existing = target.get(col.name)
         if existing is None:
             new.append(col)
+        elif (to := widening(col.sf_type, existing)) is not None:
+            wider.append((col, existing, to))
         elif (why := incompatibility(col.sf_type, existing)) is not None:
             problems.append(f"column {col.name} is {existing} in Snowflake but the source now gives "
                             f"{col.sf_type}" + (f" ({why})" if why else ""))
     if problems:
         raise EtlError(f"{table}: the source schema changed incompatibly with the target: "
                        f"{'; '.join(problems)}. Run it once with --OBJ '{{\"{table}\": \"FULL\"}}' to "
-                       f"redefine the target, or alter the Snowflake column")
-    return new
+                       f"redefine the target, or alter the Snowflake column yourself ({CHANGE_FIX}); "
+                       f"the target was not changed")
+    return new, wider
+
+
+def schema_changes(source: Sequence[Column], target: Mapping[str, str], table: str) -> list[Column]:
+    """Source columns missing from the target (to ADD), or an error for types that cannot be widened."""
+    return _column_changes(source, target, table)[0]
 
 
 # ----- Snowflake SQL builders ---------------------------------------------------------
@@ -896,16 +930,27 @@ def add_column_sql(target: str, col: Column) -> str:
     return f"ALTER TABLE {target} ADD COLUMN {qi(col.name)} {col.sf_type}"
 
 
-def target_ddl(target: str, cols: Sequence[Column], target_cols: Mapping[str, str], table: str,
+def alter_column_sql(target: str, name: str, sf_type: str) -> str:
+    """Widen a column in place ("ALTER TABLE ... ALTER COLUMN", docs/SNOWFLAKE.md section 7)."""
+    return f"ALTER TABLE {target} ALTER COLUMN {qi(name)} SET DATA TYPE {sf_type}"
+
+
+def target_ddl(target: str, cols: Sequence[Column], target_cols: Mapping[str, str], key: str,
                mode: str) -> list[tuple[str, str]]:
-    """The DDL a load needs first, as (what, sql): create the target, or add the source's new
-    columns; FULL needs none (it redefines the target). Raises for an incompatible change."""
+    """The DDL to run before the load, as (what, sql) pairs in order: nothing for FULL (it redefines
+    the target), CREATE TABLE for a missing target, else ALTER COLUMN ... SET DATA TYPE for each column
+    Snowflake can widen in place to hold the source's values and ADD COLUMN for each new source column.
+
+    Raises EtlError naming every column whose type can neither hold the source's values nor be widened,
+    with the fix, before anything is written (``_column_changes``). Pure: the dry run shows this list.
+    """
     if mode == "FULL":
         return []
     if not target_cols:
-        return [(f"created={target}", create_table_sql(target, cols))]
-    return [(f"added_column={c.name} type={c.sf_type}", add_column_sql(target, c))
-            for c in schema_changes(cols, target_cols, table)]
+        return [("created", create_table_sql(target, cols))]
+    new, wider = _column_changes(cols, target_cols, key)
+    return [(f"widened {c.name} {old}->{to}", alter_column_sql(target, c.name, to)) for c, old, to in wider] + \
+        [(f"added_column {c.name} {c.sf_type}", add_column_sql(target, c)) for c in new]
 
 
 def copy_into_sql(stage_table: str, location: str, files: Sequence[str], integration: str | None = None) -> str:

@@ -48,6 +48,20 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    session its own, so they stay private to the session as in Snowflake. Limitation: two
    temporary tables of one name in two schemas of one session would collide (the job's are unique
    per run).
+9. Snowflake's ``ALTER TABLE ... ALTER COLUMN c SET DATA TYPE t`` changes a column in place only to a
+   synonymous type, a text column to a greater length, or a NUMBER to another precision at the same
+   scale (less precision only when every value fits); it refuses a shorter VARCHAR (error 040050
+   "... because reducing the byte-length of varchar is not supported"), another scale ("... because
+   changing the scale of a number is not supported") and any other type (002108 "cannot change column
+   C from type NUMBER(38,0) to VARCHAR(16777216)") - docs/SNOWFLAKE.md section 7 has the sources.
+   fakesnow 0.11.22 hands the statement to DuckDB, which converts the column to whatever it is told
+   when the values cast (narrower VARCHAR, NUMBER(10,2) -> NUMBER(12,4), FLOAT -> NUMBER,
+   TIMESTAMP_NTZ -> TIMESTAMP_TZ all succeed). The wrapper looks up the column's current type in
+   fakesnow's INFORMATION_SCHEMA and refuses those changes with Snowflake's messages (the scale
+   refusal's error number is not in the sources found; it uses 002108). A precision decrease is left
+   to DuckDB, whose cast fails, as Snowflake does, when a value does not fit. What Snowflake allows
+   (NUMBER(10,0) -> NUMBER(19,0), VARCHAR(10) -> VARCHAR(50) or VARCHAR) fakesnow already does,
+   INFORMATION_SCHEMA included. Identifiers are matched case-insensitively.
 
 Otherwise it runs fakesnow's own CLI unchanged.
 
@@ -197,6 +211,90 @@ def _patch_temporary_tables() -> None:
     FakeSnowflakeCursor._execute = _execute
 
 
+_FULL_TEXT = 16_777_216
+_TEXT_TYPES = {"VARCHAR", "NVARCHAR", "CHAR", "NCHAR", "TEXT", "STRING", "NAME"}
+_INT_TYPES = {"INT", "BIGINT", "SMALLINT", "TINYINT", "UTINYINT", "UBIGINT", "USMALLINT", "UINT"}
+_TIMESTAMPS = {"TIMESTAMP": "TIMESTAMP_NTZ", "TIMESTAMPNTZ": "TIMESTAMP_NTZ", "DATETIME": "TIMESTAMP_NTZ",
+               "TIMESTAMPTZ": "TIMESTAMP_TZ", "TIMESTAMPLTZ": "TIMESTAMP_LTZ", "DOUBLE": "FLOAT", "FLOAT": "FLOAT"}
+
+
+def snowflake_type_of(dtype: exp.DataType) -> tuple[str, tuple[int, ...]]:
+    """(Snowflake type name, its numbers) of a parsed type: ('NUMBER', (p, s)), ('VARCHAR', (n,)), ('DATE', ())."""
+    name = dtype.this.name
+    args = tuple(int(p.name) for p in dtype.expressions if p.name.isdigit())
+    if name == "DECIMAL" or name in _INT_TYPES:
+        return "NUMBER", (args[0], args[1] if len(args) > 1 else 0) if args and name == "DECIMAL" else (38, 0)
+    if name in _TEXT_TYPES:
+        return "VARCHAR", (args[0] if args else _FULL_TEXT,)
+    return _TIMESTAMPS.get(name, name), ()
+
+
+def current_type(row: tuple) -> tuple[str, tuple[int, ...]]:
+    """(name, numbers) from an INFORMATION_SCHEMA.COLUMNS row (DATA_TYPE, CHARACTER_MAXIMUM_LENGTH,
+    NUMERIC_PRECISION, NUMERIC_SCALE)."""
+    data_type, length, precision, scale = row
+    if data_type == "NUMBER":
+        return "NUMBER", (int(precision), int(scale or 0))
+    if data_type == "TEXT":
+        return "VARCHAR", (int(length or _FULL_TEXT),)
+    return str(data_type), ()
+
+
+def _shown(kind: tuple[str, tuple[int, ...]]) -> str:
+    name, args = kind
+    return f"{name}({','.join(map(str, args))})" if args else name
+
+
+def alter_type_refusal(column: str, current: tuple[str, tuple[int, ...]], new: tuple[str, tuple[int, ...]]
+                       ) -> ProgrammingError | None:
+    """Snowflake's error for changing ``column`` from ``current`` to ``new`` in place; None when it allows it."""
+    head = f"SQL compilation error: cannot change column {column} from type {_shown(current)} to {_shown(new)}"
+    if current[0] != new[0]:
+        return ProgrammingError(msg=head, errno=2108, sqlstate="22000")
+    if new[0] == "VARCHAR" and new[1][0] < current[1][0]:
+        return ProgrammingError(msg=f"{head} because reducing the byte-length of varchar is not supported.",
+                                errno=40050, sqlstate="22000")
+    if new[0] == "NUMBER" and new[1][1] != current[1][1]:
+        return ProgrammingError(msg=f"{head} because changing the scale of a number is not supported.",
+                                errno=2108, sqlstate="22000")
+    return None
+
+
+def check_alter_column_types(expression: exp.Expr, lookup) -> None:
+    """Raise Snowflake's error for an ALTER COLUMN ... SET DATA TYPE it refuses; ``lookup(table, column)``
+    gives the column's INFORMATION_SCHEMA row (None: unknown, left to fakesnow)."""
+    if not isinstance(expression, exp.Alter) or expression.args.get("kind") != "TABLE":
+        return
+    for action in expression.args.get("actions") or []:
+        if isinstance(action, exp.AlterColumn) and isinstance(action.args.get("dtype"), exp.DataType):
+            row = lookup(expression.this, action.this.name)
+            if row is not None:
+                refusal = alter_type_refusal(action.this.name, current_type(row),
+                                             snowflake_type_of(action.args["dtype"]))
+                if refusal is not None:
+                    raise refusal
+
+
+def _patch_alter_column_types() -> None:
+    original = FakeSnowflakeCursor._transform
+
+    def _transform(self, expression, params):
+        def lookup(table: exp.Table, column: str):
+            catalog = table.catalog or self._conn.database or ""
+            schema = table.db or self._conn.schema or ""
+            with self._duck_conn.cursor() as cur:
+                return cur.execute(
+                    "SELECT DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE "
+                    "FROM _fs_global._fs_information_schema._fs_columns WHERE upper(TABLE_CATALOG) = upper(?) "
+                    "AND upper(TABLE_SCHEMA) = upper(?) AND upper(TABLE_NAME) = upper(?) "
+                    "AND upper(COLUMN_NAME) = upper(?)", [catalog, schema, table.name, column]).fetchone()
+
+        check_alter_column_types(expression, lookup)
+        return original(self, expression, params)
+
+    FakeSnowflakeCursor._transform = _transform
+
+
 def _patch_merge_sources() -> None:
     original = transforms.merge
 
@@ -290,6 +388,7 @@ if __name__ == "__main__":
     _patch_table_comments()
     _patch_temporary_tables()
     _patch_merge_sources()
+    _patch_alter_column_types()
     _patch_statements()
     idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
     threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()

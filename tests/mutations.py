@@ -50,12 +50,11 @@ MUTATIONS = [
       '                  "mysql": frozenset()}'],
      ["tests/e2e/test_fidelity.py", "-k", "mysql and full or postgres and full"]),
     ("lease never refused", JOB,
-     '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""',
-     '        """Claim ``target``; None when this run holds it, else who holds it (for the log)."""\n'
-     "        return None",
+     "        deadline = time.monotonic() + self.wait\n",
+     "        return None\n",
      ["tests/e2e/test_concurrency.py::test_second_run_skips_a_table_the_first_is_loading"]),
     ("lease not checked at the load", JOB,
-     "        if not self.ctx.leases.hold(wh, self.cfg.target, release):", "        if False:",
+     "        if not t.ctx.leases.hold(self.wh, self.cfg.target, release):", "        if False:",
      ["tests/e2e/test_concurrency.py::test_a_run_that_lost_its_lease_changes_nothing"]),
     ("a claim ignores another holder's live row", JOB,
      """f'OR "EXPIRES_AT" <= {_NOW}) AND {no_other}'),""", """f'OR "EXPIRES_AT" <= {_NOW})'),""",
@@ -64,6 +63,14 @@ MUTATIONS = [
      'matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"',
      'matched = f" WHEN MATCHED THEN UPDATE SET {sets}"',
      ["tests/e2e/test_statement_counts.py", "-k", "reread"]),
+    ("widening: a column Snowflake can widen is refused instead", JOB,
+     "        elif (to := widening(col.sf_type, existing)) is not None:", "        elif False:",
+     ["tests/e2e/test_widening.py::test_widened_source_columns_widen_the_target_and_load_value_by_value"]),
+    ("widening: a NUMBER is widened to less scale than the source's (values rounded)", JOB,
+     'return f"NUMBER({ts + p - s},{ts})" if ts >= s and ts + p - s <= 38 else None',
+     'return f"NUMBER({ts + p - s},{ts})" if ts + p - s <= 38 else None',
+     ["tests/unit/test_widening.py",
+      "tests/e2e/test_widening.py::test_a_scale_change_fails_the_table_and_leaves_the_target_unchanged"]),
 ]
 
 

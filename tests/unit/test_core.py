@@ -295,6 +295,7 @@ def all_statements():
         g.target_columns_sql("ETL_DB"), g.create_schema_sql("ETL_DB", "RAW"), g.create_state_table_sql(STATE),
         g.write_state_sql(STATE), g.read_state_sql(STATE),
         g.create_lease_table_sql(LEASE), *g.lease_sqls(LEASE).values(),
+        *(sql for _, sql in g.target_ddl(TARGET, COLS, {"ID": "NUMBER(10,0)", "NOTE": "VARCHAR(10)"}, "t", "UPSERT")),
     ]
 
 

@@ -83,8 +83,8 @@ def test_a_new_source_column_is_added_and_an_incompatible_one_refused_before_any
     plan = g.plan_table(cfg(), facts(), 2, TARGET)
     added = g.plan_load(plan, cfg(), list(fields.items()), fields, STAGE)
     assert [sql for _, sql in added.ddl] == [f'ALTER TABLE {TARGET} ADD COLUMN "NOTE" VARCHAR']
-    narrow = g.plan_table(cfg(), facts(read(cols={**TARGET_COLS, "AMOUNT": "NUMBER(8,2)"})), 2, TARGET)
-    with pytest.raises(g.EtlError, match=r"sales.orders: .*AMOUNT is NUMBER\(8,2\)"):
+    narrow = g.plan_table(cfg(), facts(read(cols={**TARGET_COLS, "AMOUNT": "NUMBER(14,1)"})), 2, TARGET)
+    with pytest.raises(g.EtlError, match=r"sales.orders: .*AMOUNT is NUMBER\(14,1\)"):
         g.plan_load(narrow, cfg(), list(FIELDS.items()), FIELDS, STAGE)
 
 
