@@ -362,7 +362,8 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
-                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY")
+                 "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY",
+                 "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
 # Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
 # docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
 GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
@@ -384,6 +385,9 @@ class JobArgs:
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
     verify: bool = False
+    dry_run: bool = False
+    plan_output: str | None = None          # where a dry run also writes its plan: a local path or s3://bucket/key
+    summary_output: str | None = None       # where a run also writes its JSON summary (same forms)
     resolved: dict = field(default_factory=dict, repr=False, compare=False)   # getResolvedOptions' dict
 
 
@@ -396,6 +400,49 @@ def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: i
         problems.append(f"--{name} must be a whole number >= {minimum}, got {values.get(name)!r}")
         return default
     return number
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _flag(values: Mapping[str, Any], name: str, problems: list[str]) -> bool:
+    """A true/false argument, strictly: a misspelt value is an error, not silently false."""
+    text = str(values.get(name) or "false").strip().lower()
+    if text not in (*_TRUE, *_FALSE):
+        problems.append(f"--{name} must be true or false, got {values.get(name)!r}")
+    return text in _TRUE
+
+
+# "General purpose bucket naming rules" (Amazon S3 User Guide,
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html): 3-63 characters,
+# lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, no '..'.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def s3_location(uri: str) -> tuple[str, str] | None:
+    """(bucket, key) of an ``s3://bucket/key`` object URI; None for anything else."""
+    if not uri.startswith("s3://"):
+        return None
+    bucket, _, key = uri[5:].partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket or not key or key.endswith("/"):
+        return None
+    return bucket, key
+
+
+def output_problems(name: str, where: str | None) -> list[str]:
+    """An output argument names a local file or an S3 object (``s3://bucket/key``), nothing else."""
+    if where is None:
+        return []
+    if where.startswith("s3://"):
+        return [] if s3_location(where) else [
+            f"--{name} {where!r} must be s3://<bucket>/<key>: a valid bucket name (3-63 characters: "
+            f"a-z, 0-9, '.', '-') and an object key that does not end with '/'"]
+    if _SCHEME.match(where):
+        return [f"--{name} {where!r}: only a local path or an s3://<bucket>/<key> URI can be written"]
+    if not where.strip() or where.endswith(("/", os.sep)):
+        return [f"--{name} {where!r} must name a file, not a directory"]
+    return []
 
 
 def _unknown_arg(name: str) -> str:
@@ -465,6 +512,14 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
     state_schema = (values.get("STATE_SCHEMA") or "ETL_META").upper()
     if not _IDENT.match(state_schema):
         problems.append(f"--STATE_SCHEMA {state_schema!r} must be letters, digits and _")
+    dry_run = _flag(values, "DRY_RUN", problems)
+    plan_output, summary_output = values.get("PLAN_OUTPUT"), values.get("SUMMARY_OUTPUT")
+    problems += output_problems("PLAN_OUTPUT", plan_output) + output_problems("SUMMARY_OUTPUT", summary_output)
+    if plan_output is not None and not dry_run:
+        problems.append("--PLAN_OUTPUT is written by a dry run only: add --DRY_RUN true, or leave --PLAN_OUTPUT out")
+    if summary_output is not None and dry_run:
+        problems.append("--SUMMARY_OUTPUT is written by a run that loads; a dry run loads nothing: "
+                        "use --PLAN_OUTPUT for its plan, or leave --SUMMARY_OUTPUT out")
     if problems:
         raise ConfigError(problems)
     return JobArgs(
@@ -481,6 +536,9 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
         verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
+        dry_run=dry_run,
+        plan_output=plan_output,
+        summary_output=summary_output,
         resolved=dict(values),
     )
 
@@ -1860,6 +1918,40 @@ def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+SUMMARY_TYPE = "etl_run_summary"   # the JSON summary line's "type" (its first member): how a reader finds it
+
+
+def run_identifier(job_name: str, started: dt.datetime) -> str:
+    """The run id in the state, lease rows and summaries: job name and start time (UTC, microseconds)."""
+    return f"{job_name}-{started:%Y%m%dT%H%M%S%fZ}"
+
+
+def _drift_json(d: Drift | None) -> dict | None:
+    if d is None:
+        return None
+    return {"rows": d.rows, "mismatched": d.count, "missing": len(d.missing), "extra": len(d.extra),
+            "different": len(d.different), "changed_since_load": d.changed_since_load}
+
+
+def summary_json(results: Sequence[TableResult], run_id: str, job_name: str, exit_code: int,
+                 error: str | None = None, clean: Callable[[str], str] = lambda text: text) -> str:
+    """The run summary for machines: ONE line holding one JSON object (ASCII, no line breaks), the
+    same numbers as ``summary_table``. ``error`` says why nothing ran; ``clean`` (the Redactor) is
+    applied to every error text before it is encoded, so no secret reaches the line."""
+    tables = [{
+        "key": r.key, "target": r.target, "mode": r.mode, "status": r.status,
+        "rows": {"source": r.source_rows, "read": r.delta_rows, "inserted": r.inserted, "updated": r.updated,
+                 "target": r.target_rows},
+        "difference": r.difference, "seconds": round(r.seconds, 3),
+        "error": None if r.error is None else clean(r.error), "verified": _drift_json(r.verified),
+    } for r in results]
+    doc = {"type": SUMMARY_TYPE, "version": 1, "run_id": run_id, "job": job_name,
+           "status": "OK" if exit_code == 0 else "FAILED", "exit_code": exit_code,
+           "tables_ok": sum(r.status == "OK" for r in results), "tables_total": len(results),
+           "error": None if error is None else clean(error), "tables": tables}
+    return json.dumps(doc, ensure_ascii=True, allow_nan=False)
+
+
 # ----- secrets never reach logs ----------------------------------------------------------
 
 
@@ -2142,6 +2234,32 @@ class S3Staging:
         for i in range(0, len(keys), 1000):
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
         return len(keys)
+
+
+def write_output(where: str, text: str, s3_client: Any) -> None:
+    """Write ``text`` (UTF-8) to a local file or to an ``s3://bucket/key`` object (one put_object).
+    A local file is replaced at once (written beside it, then renamed), so a reader never sees half
+    of it. Any failure is an EtlError naming ``where``."""
+    data = text.encode("utf-8")
+    try:
+        if where.startswith("s3://"):
+            location = s3_location(where)
+            if location is None:
+                raise EtlError(f"{where!r} is not an s3://<bucket>/<key> object URI")
+            s3_client.put_object(Bucket=location[0], Key=location[1], Body=data)
+            return
+        part = f"{where}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            with open(part, "wb") as fh:
+                fh.write(data)
+            os.replace(part, where)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+    except EtlError:
+        raise
+    except Exception as exc:  # OSError, botocore ClientError/EndpointConnectionError
+        raise EtlError(f"cannot write {where}: {type(exc).__name__}: {exc}") from None
 
 
 def stage_dataframe(df: Any, uri: str) -> None:
@@ -2497,7 +2615,7 @@ class RunContext:
 
     @property
     def run_id(self) -> str:
-        return f"{self.args.job_name}-{self.run_started:%Y%m%dT%H%M%S%fZ}"
+        return run_identifier(self.args.job_name, self.run_started)
 
     @property
     def state_table(self) -> str:
@@ -3198,19 +3316,34 @@ def failure_message(results: Sequence[TableResult], limit: int = 300) -> str:
 
 def run(argv: Sequence[str]) -> tuple[int, str]:
     """Run the job: (exit code, failure message). 0 only when every table succeeded; 2 when the
-    configuration or arguments are wrong (nothing ran); 1 otherwise."""
+    configuration or arguments are wrong (nothing ran); 1 otherwise. Once the arguments are read,
+    every outcome ends with the JSON summary line (``report_run``)."""
     import boto3
 
     setup_logging()
     started = dt.datetime.now(dt.UTC)
     try:
         args = parse_args(argv)
-        s3 = boto3.client("s3")
-        tables = plan_run(args, load_registry(args, lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read()))
     except ConfigError as exc:
         log.error("step=config %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
         return 2, f"Nothing ran: {exc}"
+    s3 = boto3.client("s3")
+    code, message, results = run_job(args, argv, started, s3)
+    return report_run(args, started, code, message, results, s3)
+
+
+def run_job(args: JobArgs, argv: Sequence[str], started: dt.datetime, s3: Any
+            ) -> tuple[int, str, list[TableResult]]:
+    """Everything after the arguments: (exit code, failure message, the tables' results)."""
+    import boto3
+
+    try:
+        tables = plan_run(args, load_registry(args, lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read()))
+    except ConfigError as exc:
+        log.error("step=config %s", exc)
+        print(f"\nNothing ran: {exc}", file=sys.stderr)
+        return 2, f"Nothing ran: {exc}", []
     secrets = SecretStore(boto3.client("ssm"))
     try:
         sf = snowflake_settings(secrets.get(args.snowflake_path), args.snowflake_path)
@@ -3222,7 +3355,7 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
     except EtlError as exc:
         log.error("step=setup %s", REDACTOR.clean(str(exc)))
         print(f"\nNothing ran: {REDACTOR.clean(str(exc))}", file=sys.stderr)
-        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}"
+        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}", []
     spark, glue = spark_session(args.job_name, glue=on_glue(argv=argv))
     job = None
     if glue is not None:
@@ -3239,13 +3372,36 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
     except EtlError as exc:             # the job's schemas or state table could not be prepared
         log.error("step=setup %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 1, f"Nothing ran: {exc}"
+        return 1, f"Nothing ran: {exc}", []
     print("\n" + summary_table(results), flush=True)
     if job is not None:
         job.commit()
     if all(r.status == "OK" for r in results):
-        return 0, ""
-    return 1, REDACTOR.clean(failure_message(results))
+        return 0, "", results
+    return 1, REDACTOR.clean(failure_message(results)), results
+
+
+def report_run(args: JobArgs, started: dt.datetime, code: int, message: str, results: Sequence[TableResult],
+               s3: Any) -> tuple[int, str]:
+    """The JSON summary: written to --SUMMARY_OUTPUT (whatever the outcome, so a reader never finds
+    an older run's there unnoticed), then printed as the last line on stdout. A summary that cannot
+    be written makes the run fail (exit 1), and the printed line says so."""
+    run_id = run_identifier(args.job_name, started)
+    nothing_ran = message if message.startswith("Nothing ran:") else None
+    line = summary_json(results, run_id, args.job_name, code, nothing_ran, REDACTOR.clean)
+    if args.summary_output:
+        try:
+            write_output(args.summary_output, line + "\n", s3)
+            log.info("step=summary written=%s", args.summary_output)
+        except EtlError as exc:
+            problem = REDACTOR.clean(f"--SUMMARY_OUTPUT: {exc}")
+            log.error("step=summary %s", problem)
+            print(f"\n{problem}", file=sys.stderr)
+            code, message = max(code, 1), "; ".join(m for m in (message, problem) if m)
+            line = summary_json(results, run_id, args.job_name, code, nothing_ran or problem, REDACTOR.clean)
+    sys.stdout.write(line + "\n")      # one write: no log line can land inside it
+    sys.stdout.flush()
+    return code, message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
