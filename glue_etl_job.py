@@ -1245,11 +1245,12 @@ def column_types_query(engine: str, namespace: str, table: str) -> str:
     detail = "LOWER(column_type)" if engine == "mysql" else "''"
     return (f"SELECT column_name AS name, LOWER(data_type) AS type, {detail} AS column_type, "
             f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length "
-            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}'")
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
+            f"ORDER BY ordinal_position")
 
 
 def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]:
-    """``column_types_query``'s rows as SourceColumns, by lower-case name."""
+    """``column_types_query``'s rows as SourceColumns, by lower-case name, in the table's column order."""
     def number(v: Any) -> int | None:
         return None if v is None else int(v)
     return {str(r["name"]).lower(): SourceColumn(str(r["name"]), str(r["type"]), str(r.get("column_type") or ""),
@@ -2645,14 +2646,6 @@ def in_background(fn: Callable[..., Any], *args: Any) -> Future:
     return done
 
 
-def reconcile_columns_query(engine: str, namespace: str, table: str) -> str:
-    """Each column's name, data_type and (MySQL) column_type, lower case, for ``canon_kind``."""
-    ctype = "LOWER(column_type)" if engine == "mysql" else "''"
-    return (f"SELECT column_name AS name, LOWER(data_type) AS type, {ctype} AS ctype "
-            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
-            f"ORDER BY ordinal_position")
-
-
 class Reconciler:
     """VERIFY: compare a loaded table with its source by primary-key ranges, everything pushed down.
 
@@ -2663,25 +2656,26 @@ class Reconciler:
     """
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
-                 target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter):
+                 facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
+                 log: logging.LoggerAdapter):
+        """``facts``: the source columns as ``source_columns`` reads them (in column order)."""
         self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
-        self.target_cols, self.state_table = target_cols, state_table
+        self.facts, self.target_cols, self.state_table = facts, target_cols, state_table
         self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
 
     def _plan(self) -> None:
         cfg, engine = self.cfg, self.source.engine
-        rows = self.source.query(reconcile_columns_query(engine, cfg.namespace, cfg.source_table))
         wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
         problems, src, tgt, kinds = [], [], [], {}
-        for r in rows:
-            name = r["name"]
+        for c in self.facts.values():
+            name = c.name
             if wanted is not None and name.lower() not in wanted:
                 continue
             ttype = self.target_cols.get(name.upper())
             if ttype is None:
                 problems.append(f"column {name} is not in {cfg.target}")
                 continue
-            kind, why = canon_kind(engine, r["type"], r.get("ctype") or "", ttype)
+            kind, why = canon_kind(engine, c.type, c.column_type, ttype)
             if kind is None:
                 problems.append(f"column {name}: {why}")
                 continue
@@ -2696,12 +2690,12 @@ class Reconciler:
             raise EtlError(f"{cfg.key}: VERIFY cannot compare this table (its load committed): "
                            f"{'; '.join(problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
-        name = next(r["name"] for r in rows if r["name"].lower() == pk[0].lower())
+        name = self.facts[pk[0].lower()].name
         self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
         self.src_hash, self.tgt_hash = row_hash_sql(engine, src), row_hash_sql("snowflake", tgt)
-        self.bound = self._bound(rows)
+        self.bound = self._bound()
 
-    def _bound(self, rows: list[dict]) -> str | None:
+    def _bound(self) -> str | None:
         """Source rows at or before the table's committed watermark (timestamp tables only)."""
         ts = self.cfg.timestamp_column
         state = self.wh.rows(read_state_sql(self.state_table), {"target": self.cfg.target})
@@ -2710,8 +2704,7 @@ class Reconciler:
         wm = Watermark(state[0][0], state[0][1])
         if not wm.is_timestamp:
             return None
-        name = next(r["name"] for r in rows if r["name"].lower() == ts.lower())
-        q = source_quote(self.source.engine, name)
+        q = source_quote(self.source.engine, self.facts[ts.lower()].name)
         nulls = "" if self.cfg.null_timestamps == "exclude" else f" OR {q} IS NULL"
         return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
 
@@ -2821,8 +2814,10 @@ class Table:
     def _verify(self, source: JdbcSource, wh: Warehouse) -> None:
         """VERIFY after the load, under the table's lease (see Reconciler); metrics VerifiedRows/MismatchedRows."""
         with self._step("verify") as info:
-            drift = Reconciler(source, wh, self.cfg, self.target, self._target_columns(wh), self.ctx.state_table,
-                               self.log).verify()
+            facts = source_columns(source.query(column_types_query(source.engine, self.cfg.namespace,
+                                                                   self.cfg.source_table)))
+            drift = Reconciler(source, wh, self.cfg, self.target, facts, self._target_columns(wh),
+                               self.ctx.state_table, self.log).verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
         try:
