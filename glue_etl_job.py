@@ -363,7 +363,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
                  "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY",
-                 "DRY_RUN", "PLAN_OUTPUT")
+                 "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
 # Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
 # docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
 GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
@@ -386,7 +386,8 @@ class JobArgs:
     lease_wait_seconds: int = 0
     verify: bool = False
     dry_run: bool = False
-    plan_output: str | None = None
+    plan_output: str | None = None          # where a dry run also writes its plan: a local path or s3://bucket/key
+    summary_output: str | None = None       # where a run also writes its JSON summary (same forms)
     resolved: dict = field(default_factory=dict, repr=False, compare=False)   # getResolvedOptions' dict
 
 
@@ -399,6 +400,49 @@ def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: i
         problems.append(f"--{name} must be a whole number >= {minimum}, got {values.get(name)!r}")
         return default
     return number
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _flag(values: Mapping[str, Any], name: str, problems: list[str]) -> bool:
+    """A true/false argument, strictly: a misspelt value is an error, not silently false."""
+    text = str(values.get(name) or "false").strip().lower()
+    if text not in (*_TRUE, *_FALSE):
+        problems.append(f"--{name} must be true or false, got {values.get(name)!r}")
+    return text in _TRUE
+
+
+# "General purpose bucket naming rules" (Amazon S3 User Guide,
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html): 3-63 characters,
+# lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, no '..'.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def s3_location(uri: str) -> tuple[str, str] | None:
+    """(bucket, key) of an ``s3://bucket/key`` object URI; None for anything else."""
+    if not uri.startswith("s3://"):
+        return None
+    bucket, _, key = uri[5:].partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket or not key or key.endswith("/"):
+        return None
+    return bucket, key
+
+
+def output_problems(name: str, where: str | None) -> list[str]:
+    """An output argument names a local file or an S3 object (``s3://bucket/key``), nothing else."""
+    if where is None:
+        return []
+    if where.startswith("s3://"):
+        return [] if s3_location(where) else [
+            f"--{name} {where!r} must be s3://<bucket>/<key>: a valid bucket name (3-63 characters: "
+            f"a-z, 0-9, '.', '-') and an object key that does not end with '/'"]
+    if _SCHEME.match(where):
+        return [f"--{name} {where!r}: only a local path or an s3://<bucket>/<key> URI can be written"]
+    if not where.strip() or where.endswith(("/", os.sep)):
+        return [f"--{name} {where!r} must name a file, not a directory"]
+    return []
 
 
 def _unknown_arg(name: str) -> str:
@@ -468,6 +512,14 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
     state_schema = (values.get("STATE_SCHEMA") or "ETL_META").upper()
     if not _IDENT.match(state_schema):
         problems.append(f"--STATE_SCHEMA {state_schema!r} must be letters, digits and _")
+    dry_run = _flag(values, "DRY_RUN", problems)
+    plan_output, summary_output = values.get("PLAN_OUTPUT"), values.get("SUMMARY_OUTPUT")
+    problems += output_problems("PLAN_OUTPUT", plan_output) + output_problems("SUMMARY_OUTPUT", summary_output)
+    if plan_output is not None and not dry_run:
+        problems.append("--PLAN_OUTPUT is written by a dry run only: add --DRY_RUN true, or leave --PLAN_OUTPUT out")
+    if summary_output is not None and dry_run:
+        problems.append("--SUMMARY_OUTPUT is written by a run that loads; a dry run loads nothing: "
+                        "use --PLAN_OUTPUT for its plan, or leave --SUMMARY_OUTPUT out")
     if problems:
         raise ConfigError(problems)
     return JobArgs(
@@ -484,8 +536,9 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
         verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
-        dry_run=str(values.get("DRY_RUN", "")).lower() in ("1", "true", "yes"),
-        plan_output=values.get("PLAN_OUTPUT"),
+        dry_run=dry_run,
+        plan_output=plan_output,
+        summary_output=summary_output,
         resolved=dict(values),
     )
 
@@ -1249,11 +1302,12 @@ def column_types_query(engine: str, namespace: str, table: str) -> str:
     detail = "LOWER(column_type)" if engine == "mysql" else "''"
     return (f"SELECT column_name AS name, LOWER(data_type) AS type, {detail} AS column_type, "
             f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length "
-            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}'")
+            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
+            f"ORDER BY ordinal_position")
 
 
 def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]:
-    """``column_types_query``'s rows as SourceColumns, by lower-case name."""
+    """``column_types_query``'s rows as SourceColumns, by lower-case name, in the table's column order."""
     def number(v: Any) -> int | None:
         return None if v is None else int(v)
     return {str(r["name"]).lower(): SourceColumn(str(r["name"]), str(r["type"]), str(r.get("column_type") or ""),
@@ -1991,6 +2045,7 @@ class TablePlan:
     columns: tuple[Column, ...] = ()          # the target's columns (``plan_load``)
     ddl: tuple[tuple[str, str], ...] = ()     # (what, sql), run before the load transaction
     statements: tuple[tuple[str, str], ...] = ()   # (kind, sql) of the load
+    facts: TableFacts | None = None           # what the plan was made from
 
     @property
     def target_columns(self) -> dict[str, str]:
@@ -2049,7 +2104,7 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str) -> 
     # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
     loads = stages or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
     return TablePlan(cfg.key, cfg.mode, target, w, types, facts.read, sql, tuple(splits), rows, stages, loads,
-                     cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings))
+                     cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings), facts=facts)
 
 
 def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any]], typed: Mapping[str, Any],
@@ -2113,6 +2168,40 @@ def summary_table(results: Sequence[TableResult]) -> str:
 
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+SUMMARY_TYPE = "etl_run_summary"   # the JSON summary line's "type" (its first member): how a reader finds it
+
+
+def run_identifier(job_name: str, started: dt.datetime) -> str:
+    """The run id in the state, lease rows and summaries: job name and start time (UTC, microseconds)."""
+    return f"{job_name}-{started:%Y%m%dT%H%M%S%fZ}"
+
+
+def _drift_json(d: Drift | None) -> dict | None:
+    if d is None:
+        return None
+    return {"rows": d.rows, "mismatched": d.count, "missing": len(d.missing), "extra": len(d.extra),
+            "different": len(d.different), "changed_since_load": d.changed_since_load}
+
+
+def summary_json(results: Sequence[TableResult], run_id: str, job_name: str, exit_code: int,
+                 error: str | None = None, clean: Callable[[str], str] = lambda text: text) -> str:
+    """The run summary for machines: ONE line holding one JSON object (ASCII, no line breaks), the
+    same numbers as ``summary_table``. ``error`` says why nothing ran; ``clean`` (the Redactor) is
+    applied to every error text before it is encoded, so no secret reaches the line."""
+    tables = [{
+        "key": r.key, "target": r.target, "mode": r.mode, "status": r.status,
+        "rows": {"source": r.source_rows, "read": r.delta_rows, "inserted": r.inserted, "updated": r.updated,
+                 "target": r.target_rows},
+        "difference": r.difference, "seconds": round(r.seconds, 3),
+        "error": None if r.error is None else clean(r.error), "verified": _drift_json(r.verified),
+    } for r in results]
+    doc = {"type": SUMMARY_TYPE, "version": 1, "run_id": run_id, "job": job_name,
+           "status": "OK" if exit_code == 0 else "FAILED", "exit_code": exit_code,
+           "tables_ok": sum(r.status in ("OK", "PLANNED") for r in results), "tables_total": len(results),
+           "error": None if error is None else clean(error), "tables": tables}
+    return json.dumps(doc, ensure_ascii=True, allow_nan=False)
 
 
 # ----- secrets never reach logs ----------------------------------------------------------
@@ -2397,6 +2486,32 @@ class S3Staging:
         for i in range(0, len(keys), 1000):
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
         return len(keys)
+
+
+def write_output(where: str, text: str, s3_client: Any) -> None:
+    """Write ``text`` (UTF-8) to a local file or to an ``s3://bucket/key`` object (one put_object).
+    A local file is replaced at once (written beside it, then renamed), so a reader never sees half
+    of it. Any failure is an EtlError naming ``where``."""
+    data = text.encode("utf-8")
+    try:
+        if where.startswith("s3://"):
+            location = s3_location(where)
+            if location is None:
+                raise EtlError(f"{where!r} is not an s3://<bucket>/<key> object URI")
+            s3_client.put_object(Bucket=location[0], Key=location[1], Body=data)
+            return
+        part = f"{where}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            with open(part, "wb") as fh:
+                fh.write(data)
+            os.replace(part, where)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+    except EtlError:
+        raise
+    except Exception as exc:  # OSError, botocore ClientError/EndpointConnectionError
+        raise EtlError(f"cannot write {where}: {type(exc).__name__}: {exc}") from None
 
 
 def stage_dataframe(df: Any, uri: str) -> None:
@@ -2752,7 +2867,7 @@ class RunContext:
 
     @property
     def run_id(self) -> str:
-        return f"{self.args.job_name}-{self.run_started:%Y%m%dT%H%M%S%fZ}"
+        return run_identifier(self.args.job_name, self.run_started)
 
     @property
     def state_table(self) -> str:
@@ -2782,14 +2897,6 @@ def in_background(fn: Callable[..., Any], *args: Any) -> Future:
     return done
 
 
-def reconcile_columns_query(engine: str, namespace: str, table: str) -> str:
-    """Each column's name, data_type and (MySQL) column_type, lower case, for ``canon_kind``."""
-    ctype = "LOWER(column_type)" if engine == "mysql" else "''"
-    return (f"SELECT column_name AS name, LOWER(data_type) AS type, {ctype} AS ctype "
-            f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
-            f"ORDER BY ordinal_position")
-
-
 class Reconciler:
     """VERIFY: compare a loaded table with its source by primary-key ranges, everything pushed down.
 
@@ -2800,25 +2907,26 @@ class Reconciler:
     """
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
-                 target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter):
+                 facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
+                 log: logging.LoggerAdapter):
+        """``facts``: the source columns as ``source_columns`` reads them (in column order)."""
         self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
-        self.target_cols, self.state_table = target_cols, state_table
+        self.facts, self.target_cols, self.state_table = facts, target_cols, state_table
         self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
 
     def _plan(self) -> None:
         cfg, engine = self.cfg, self.source.engine
-        rows = self.source.query(reconcile_columns_query(engine, cfg.namespace, cfg.source_table))
         wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
         problems, src, tgt, kinds = [], [], [], {}
-        for r in rows:
-            name = r["name"]
+        for c in self.facts.values():
+            name = c.name
             if wanted is not None and name.lower() not in wanted:
                 continue
             ttype = self.target_cols.get(name.upper())
             if ttype is None:
                 problems.append(f"column {name} is not in {cfg.target}")
                 continue
-            kind, why = canon_kind(engine, r["type"], r.get("ctype") or "", ttype)
+            kind, why = canon_kind(engine, c.type, c.column_type, ttype)
             if kind is None:
                 problems.append(f"column {name}: {why}")
                 continue
@@ -2833,12 +2941,12 @@ class Reconciler:
             raise EtlError(f"{cfg.key}: VERIFY cannot compare this table (its load committed): "
                            f"{'; '.join(problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
-        name = next(r["name"] for r in rows if r["name"].lower() == pk[0].lower())
+        name = self.facts[pk[0].lower()].name
         self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
         self.src_hash, self.tgt_hash = row_hash_sql(engine, src), row_hash_sql("snowflake", tgt)
-        self.bound = self._bound(rows)
+        self.bound = self._bound()
 
-    def _bound(self, rows: list[dict]) -> str | None:
+    def _bound(self) -> str | None:
         """Source rows at or before the table's committed watermark (timestamp tables only)."""
         ts = self.cfg.timestamp_column
         state = self.wh.rows(read_state_sql(self.state_table), {"target": self.cfg.target})
@@ -2847,8 +2955,7 @@ class Reconciler:
         wm = Watermark(state[0][0], state[0][1])
         if not wm.is_timestamp:
             return None
-        name = next(r["name"] for r in rows if r["name"].lower() == ts.lower())
-        q = source_quote(self.source.engine, name)
+        q = source_quote(self.source.engine, self.facts[ts.lower()].name)
         nulls = "" if self.cfg.null_timestamps == "exclude" else f" OR {q} IS NULL"
         return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
 
@@ -3191,9 +3298,10 @@ class Table:
                 self.log.warning("step=lease skipped=true holder=%s", holder)
                 return self.result
             try:
-                Load(self, *Survey(self, source, wh).plan(), source, wh).run()
+                plan, df = Survey(self, source, wh).plan()
+                Load(self, plan, df, source, wh).run()
                 if self.cfg.verify or self.ctx.args.verify:
-                    self._verify(source, wh)
+                    self._verify(source, wh, plan.facts.columns)
             except LeaseTaken as exc:
                 self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"
                 self.log.warning("step=lease skipped=true %s", exc)
@@ -3234,11 +3342,12 @@ class Table:
         self.log.error("step=failed error=%s", self.result.error)
         self.ctx.connections.discard()
 
-    def _verify(self, source: JdbcSource, wh: Warehouse) -> None:
-        """VERIFY after the load, under the table's lease (see Reconciler); metrics VerifiedRows/MismatchedRows."""
+    def _verify(self, source: JdbcSource, wh: Warehouse, columns: Mapping[str, SourceColumn]) -> None:
+        """VERIFY after the load, under the table's lease (see Reconciler), from the plan's information_schema
+        facts (``columns``); metrics VerifiedRows/MismatchedRows."""
         with step(self.log, "verify") as info:
-            drift = Reconciler(source, wh, self.cfg, self.target, self._target_columns(wh), self.ctx.state_table,
-                               self.log).verify()
+            drift = Reconciler(source, wh, self.cfg, self.target, columns, self._target_columns(wh),
+                               self.ctx.state_table, self.log).verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
         self._publish({"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
@@ -3286,16 +3395,6 @@ def dry_run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[tuple
             return list(pool.map(plan, tables))
     finally:
         ctx.connections.close_all()
-
-
-def write_output(where: str, text: str, s3_client: Any) -> None:
-    """Write ``text`` to a local file or to an s3://bucket/key object."""
-    if where.startswith("s3://"):
-        bucket, _, key = where[5:].partition("/")
-        s3_client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
-    else:
-        with open(where, "w", encoding="utf-8") as fh:
-            fh.write(text)
 
 
 def load_registry(args: JobArgs, read_s3: Callable[[str, str], bytes] | None = None) -> Any:
@@ -3439,19 +3538,34 @@ def failure_message(results: Sequence[TableResult], limit: int = 300) -> str:
 
 def run(argv: Sequence[str]) -> tuple[int, str]:
     """Run the job: (exit code, failure message). 0 only when every table succeeded; 2 when the
-    configuration or arguments are wrong (nothing ran); 1 otherwise."""
+    configuration or arguments are wrong (nothing ran); 1 otherwise. Once the arguments are read,
+    every outcome ends with the JSON summary line (``report_run``)."""
     import boto3
 
     setup_logging()
     started = dt.datetime.now(dt.UTC)
     try:
         args = parse_args(argv)
-        s3 = boto3.client("s3")
-        tables = plan_run(args, load_registry(args, lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read()))
     except ConfigError as exc:
         log.error("step=config %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
         return 2, f"Nothing ran: {exc}"
+    s3 = boto3.client("s3")
+    code, message, results = run_job(args, argv, started, s3)
+    return report_run(args, started, code, message, results, s3)
+
+
+def run_job(args: JobArgs, argv: Sequence[str], started: dt.datetime, s3: Any
+            ) -> tuple[int, str, list[TableResult]]:
+    """Everything after the arguments: (exit code, failure message, the tables' results)."""
+    import boto3
+
+    try:
+        tables = plan_run(args, load_registry(args, lambda b, k: s3.get_object(Bucket=b, Key=k)["Body"].read()))
+    except ConfigError as exc:
+        log.error("step=config %s", exc)
+        print(f"\nNothing ran: {exc}", file=sys.stderr)
+        return 2, f"Nothing ran: {exc}", []
     secrets = SecretStore(boto3.client("ssm"))
     try:
         sf = snowflake_settings(secrets.get(args.snowflake_path), args.snowflake_path)
@@ -3463,7 +3577,7 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
     except EtlError as exc:
         log.error("step=setup %s", REDACTOR.clean(str(exc)))
         print(f"\nNothing ran: {REDACTOR.clean(str(exc))}", file=sys.stderr)
-        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}"
+        return 1, f"Nothing ran: {REDACTOR.clean(str(exc))}", []
     spark, glue = spark_session(args.job_name, glue=on_glue(argv=argv))
     job = None
     if glue is not None:
@@ -3482,32 +3596,62 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
     except EtlError as exc:             # the job's schemas or state table could not be prepared
         log.error("step=setup %s", exc)
         print(f"\nNothing ran: {exc}", file=sys.stderr)
-        return 1, f"Nothing ran: {exc}"
+        return 1, f"Nothing ran: {exc}", []
     print("\n" + summary_table(results), flush=True)
     if job is not None:
         job.commit()
     if all(r.status == "OK" for r in results):
-        return 0, ""
-    return 1, REDACTOR.clean(failure_message(results))
+        return 0, "", results
+    return 1, REDACTOR.clean(failure_message(results)), results
 
 
-def dry_run(tables: Sequence[TableConfig], ctx: RunContext, s3_client: Any) -> tuple[int, str]:
-    """Print each table's plan (a block per table, then one JSON document; also to --PLAN_OUTPUT)."""
+def report_run(args: JobArgs, started: dt.datetime, code: int, message: str, results: Sequence[TableResult],
+               s3: Any) -> tuple[int, str]:
+    """The JSON summary: written to --SUMMARY_OUTPUT (whatever the outcome, so a reader never finds
+    an older run's there unnoticed), then printed as the last line on stdout. A summary that cannot
+    be written makes the run fail (exit 1), and the printed line says so."""
+    run_id = run_identifier(args.job_name, started)
+    nothing_ran = message if message.startswith("Nothing ran:") else None
+    line = summary_json(results, run_id, args.job_name, code, nothing_ran, REDACTOR.clean)
+    if args.summary_output:
+        try:
+            write_output(args.summary_output, line + "\n", s3)
+            log.info("step=summary written=%s", args.summary_output)
+        except EtlError as exc:
+            problem = REDACTOR.clean(f"--SUMMARY_OUTPUT: {exc}")
+            log.error("step=summary %s", problem)
+            print(f"\n{problem}", file=sys.stderr)
+            code, message = max(code, 1), "; ".join(m for m in (message, problem) if m)
+            line = summary_json(results, run_id, args.job_name, code, nothing_ran or problem, REDACTOR.clean)
+    sys.stdout.write(line + "\n")      # one write: no log line can land inside it
+    sys.stdout.flush()
+    return code, message
+
+
+def dry_run(tables: Sequence[TableConfig], ctx: RunContext, s3_client: Any
+            ) -> tuple[int, str, list[TableResult]]:
+    """Print each table's plan (a block per table, then one JSON document; also to --PLAN_OUTPUT).
+    Exit code 0 when every table could be planned, else 1; the run summary follows (``report_run``)."""
     planned = dry_run_tables(tables, ctx)
     results = [r for r, _ in planned]
     for r, p in planned:
         print("\n" + (p.describe() if p else f"== {r.key}: cannot be planned: {r.error}"))
     docs = [p.as_dict() if p else {"table": r.key, "error": r.error} for r, p in planned]
-    doc = json.dumps({"run_id": ctx.run_id, "dry_run": True, "tables": docs}, default=str)
+    doc = REDACTOR.clean(json.dumps({"run_id": ctx.run_id, "dry_run": True, "tables": docs}, default=str))
     print(doc, flush=True)
+    problems = [f"{r.key}: {(r.error or '')[:300]}" for r in results if r.status != "PLANNED"]
     if ctx.args.plan_output:
-        write_output(ctx.args.plan_output, doc + "\n", s3_client)
-    bad = [r for r in results if r.status != "PLANNED"]
-    print(f"{len(results) - len(bad)}/{len(results)} tables planned (dry run: nothing was written)", flush=True)
-    if not bad:
-        return 0, ""
-    return 1, REDACTOR.clean(f"{len(bad)} of {len(results)} table(s) cannot be planned: "
-                             + "; ".join(f"{r.key}: {(r.error or '')[:300]}" for r in bad))
+        try:
+            write_output(ctx.args.plan_output, doc + "\n", s3_client)
+        except EtlError as exc:
+            problems.append(REDACTOR.clean(f"--PLAN_OUTPUT: {exc}"))
+            log.error("step=plan %s", problems[-1])
+    ok = sum(r.status == "PLANNED" for r in results)
+    print(f"{ok}/{len(results)} tables planned (dry run: nothing was written)", flush=True)
+    if not problems:
+        return 0, "", results
+    return 1, REDACTOR.clean(f"dry run: {len(results) - ok} of {len(results)} table(s) cannot be planned: "
+                             + "; ".join(problems)), results
 
 
 def main(argv: Sequence[str] | None = None) -> int:

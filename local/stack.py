@@ -7,7 +7,7 @@
 
 One implementation for the Makefile and for pytest:
 
-    python -m local.stack up|down|status|env|clean
+    python -m local.stack up|down|status|env|clean|java-home|jvm-cache
 
 State lives under <repo>/.state: data dirs, logs (.state/logs/<service>.log) and pid files
 (.state/run/<service>.pid). `down` stops exactly the processes recorded in the pid files.
@@ -48,6 +48,9 @@ PASSWORD = "etl-local-pw"
 AWS_REGION = "us-east-1"
 AWS_KEY = "testing"
 SNOWFLAKE_DATABASE = "ETL_DB"
+SSM_PREFIX = "/etl/local"      # the connection secrets local.seed writes (ssm_parameters)
+MARIADB_DRIVER = "org.mariadb.jdbc.Driver"
+MARIADB_SUFFIX = "-mariadb"    # /etl/local/program360-mariadb: the same source through MariaDB Connector/J
 
 START_TIMEOUT = float(os.environ.get("ETL_STACK_TIMEOUT", "60"))
 STOP_TIMEOUT = 15.0
@@ -678,7 +681,8 @@ def up(timeout: float = START_TIMEOUT) -> None:
         _log(f"all services healthy after {time.monotonic() - started:.1f}s")
         from local import jvm_cache
 
-        jvm_cache.ensure()       # once per JVM/jar set: faster Spark starts (local/jvm_cache.py)
+        # once per JVM/jar set: faster Spark starts (local/jvm_cache.py)
+        jvm_cache.ensure(_jvm_cache_setup(), env(), ssm_parameters(), _log)
 
 
 def down(timeout: float = STOP_TIMEOUT) -> None:
@@ -748,10 +752,18 @@ def _jvm_options() -> dict[str, str]:
     try:
         from local import jvm_cache
 
-        options = jvm_cache.java_options()
+        options = jvm_cache.java_options(_jvm_cache_setup())
     except ImportError:          # outside the venv (no pyspark): no archive
         options = None
     return {"ETL_SPARK_JAVA_OPTIONS": " ".join(o for o in (options, "-Duser.timezone=UTC") if o)}
+
+
+def _jvm_cache_setup():
+    """What local/jvm_cache.py works with, from this stack (it imports nothing of local/ itself)."""
+    from local import jvm_cache
+
+    return jvm_cache.Setup(root=ROOT, cache=STATE / "jvm", log_file=LOGS / "jvm-cache.log",
+                           java_home=java_home(), jars=tuple(spark_jars()))
 
 
 def pg_connect(dbname: str = "postgres", **kwargs):
@@ -810,6 +822,48 @@ def boto3_client(service_name: str):
     )
 
 
+def ssm_parameters() -> dict[str, dict]:
+    """The connection secrets the job reads from SSM, pointing at the local stack's ports."""
+    pg = {
+        "engine": "postgres",
+        "host": HOST,
+        "port": Postgres().port,
+        "user": USER,
+        "password": PASSWORD,
+    }
+    # MySQL sources: no "driver" key, so the job's default applies (MySQL Connector/J, as Glue 5.0
+    # ships it); each MySQL secret also has a "-mariadb" variant through MariaDB Connector/J.
+    program360 = {
+        "engine": "mysql",
+        "host": HOST,
+        "port": MariaDB().port,
+        "database": "program360",
+        "user": USER,
+        "password": PASSWORD,
+    }
+    return {
+        f"{SSM_PREFIX}/affiliate": {**pg, "database": "affiliate"},
+        f"{SSM_PREFIX}/ops": {**pg, "database": "ops"},
+        f"{SSM_PREFIX}/program360": program360,
+        f"{SSM_PREFIX}/program360{MARIADB_SUFFIX}": {**program360, "driver": MARIADB_DRIVER},
+        f"{SSM_PREFIX}/snowflake": {
+            "account": "fakesnow",
+            "user": USER,
+            "password": PASSWORD,
+            "warehouse": "ETL_WH",
+            "database": SNOWFLAKE_DATABASE,
+            "role": "SYSADMIN",
+            "host": HOST,
+            "port": Fakesnow().port,
+            "protocol": "http",
+            # The emulator answers an unsupported statement with HTTP 500, which the connector
+            # retries until network_timeout: keep local failures quick.
+            "network_timeout": 60,
+        },
+    }
+
+
+
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
@@ -824,7 +878,7 @@ def _print_env() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env", "clean", "java-home"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "clean", "java-home", "jvm-cache"])
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -837,6 +891,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if status() else 1
         elif args.command == "env":
             _print_env()
+        elif args.command == "jvm-cache":     # build the driver JVM's class archive if needed, print its path
+            from local import jvm_cache
+
+            path = jvm_cache.ensure(_jvm_cache_setup(), env(), ssm_parameters(), _log)
+            if path is None:
+                return 1
+            print(path)
         elif args.command == "java-home":
             home = java_home()
             if home is None:

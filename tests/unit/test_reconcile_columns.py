@@ -1,0 +1,80 @@
+"""VERIFY plans from the source-column facts the load already read (column_types_query, now in
+column order) instead of its own information_schema query."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import sqlglot
+from sqlglot.errors import ErrorLevel
+
+import glue_etl_job as g
+
+LOG = logging.LoggerAdapter(logging.getLogger("test"), {})
+FACTS = g.source_columns([   # as column_types_query returns them: in ordinal_position order
+    {"name": "ID", "type": "integer", "column_type": "", "num_precision": 32, "num_scale": 0},
+    {"name": "Amount", "type": "numeric", "column_type": "", "num_precision": 12, "num_scale": 2},
+    {"name": "note", "type": "text", "column_type": ""},
+    {"name": "updated_at", "type": "timestamp without time zone", "column_type": ""},
+])
+TARGET = {"ID": "NUMBER(38,0)", "AMOUNT": "NUMBER(12,2)", "NOTE": "VARCHAR", "UPDATED_AT": "TIMESTAMP_NTZ(6)"}
+
+
+class Source:
+    engine = "postgres"
+
+
+class Warehouse:
+    def __init__(self, state=()):
+        self.state = list(state)
+
+    def rows(self, sql, params=None):
+        assert sql == g.read_state_sql("ETL_DB.ETL_META.ETL_LOAD_STATE") and params == {"target": "RAW.T"}
+        return self.state
+
+
+def cfg(**entry) -> g.TableConfig:
+    return g.build_table_config("s.t", {"ssmKey": "AFFILIATE", "target_table": "RAW.T", "primary_key": "id",
+                                        "operations": {"type": "UPSERT"}, **entry})
+
+
+def planned(config: g.TableConfig, facts=FACTS, target=TARGET, state=()) -> g.Reconciler:
+    r = g.Reconciler(Source(), Warehouse(state), config, "ETL_DB.RAW.T", facts, target,
+                     "ETL_DB.ETL_META.ETL_LOAD_STATE", LOG)
+    r._plan()
+    return r
+
+
+def test_column_types_query_is_in_column_order_and_parses():
+    for engine in ("postgres", "mysql"):
+        sql = g.column_types_query(engine, "sales", "orders")
+        assert sql.endswith("ORDER BY ordinal_position")
+        tree = sqlglot.parse_one(sql, read=engine, error_level=ErrorLevel.RAISE)
+        assert [o.this.name for o in tree.args["order"].expressions] == ["ordinal_position"]
+    assert not hasattr(g, "reconcile_columns_query")
+    assert list(FACTS) == ["id", "amount", "note", "updated_at"]
+
+
+def test_the_row_hash_covers_the_facts_in_column_order_on_both_sides():
+    r = planned(cfg())
+    canon = [("int", '"ID"', 0), ("decimal", '"Amount"', 2), ("text", '"note"', 0), ("ts_ntz", '"updated_at"', 0)]
+    assert r.src_hash == g.row_hash_sql("postgres", [g.canonical_sql("postgres", k, c, s) for k, c, s in canon])
+    assert r.tgt_hash == g.row_hash_sql("snowflake", [g.canonical_sql("snowflake", k, g.qi(c.strip('"').upper()), s)
+                                                      for k, c, s in canon])
+    assert (r.src_key, r.tgt_key, r.bound) == ('"ID"', '"ID"', None)
+
+
+def test_columns_setting_and_watermark_bound_use_the_facts_spelling():
+    r = planned(cfg(columns=["id", "note", "updated_at"], timestamp_column="updated_at"),
+                state=[("UPDATED_AT", "2026-01-02 03:04:05.000006")])
+    assert r.src_hash == g.row_hash_sql("postgres", [g.canonical_sql("postgres", "int", '"ID"'),
+                                                     g.canonical_sql("postgres", "text", '"note"'),
+                                                     g.canonical_sql("postgres", "ts_ntz", '"updated_at"')])
+    assert r.bound == "\"updated_at\" <= TIMESTAMP '2026-01-02 03:04:05.000006' OR \"updated_at\" IS NULL"
+
+
+def test_a_column_missing_in_the_target_is_named():
+    with pytest.raises(g.EtlError, match=r"^s\.t: VERIFY cannot compare this table \(its load committed\): "
+                                         r"column note is not in RAW\.T\. Leave the column out"):
+        planned(cfg(), target={k: v for k, v in TARGET.items() if k != "NOTE"})
