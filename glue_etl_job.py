@@ -72,7 +72,7 @@ NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
 TABLE_KEYS = {
     "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
     "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
-    "null_timestamps", "fetch_size", "count_source", "verify",
+    "null_timestamps", "fetch_size", "count_source", "verify", "deletes", "max_delete_fraction",
 }
 OPERATION_KEYS = {"type", "truncate_before_insert"}
 # Runtime arguments that name connection groups (SSM paths of source credentials).
@@ -103,6 +103,8 @@ class TableConfig:
     fetch_size: int = 10_000
     count_source: bool = True
     verify: bool = False                   # compare with the source after each load (Reconciler)
+    deletes: str = "ignore"                # source deletes: ignore, delete or soft (DeleteDetector)
+    max_delete_fraction: float = 0.1       # the guard: refuse a run deleting more of the target (DEFAULT_...)
 
     @property
     def namespace(self) -> str:
@@ -221,6 +223,7 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
         problems.append(f"{where}: 'count_source' must be true or false")
     if not isinstance(entry.get("verify", False), bool):
         problems.append(f"{where}: 'verify' must be true or false")
+    problems += _delete_problems(where, entry, mode, pk)
     policy = entry.get("null_timestamps", "include")
     if policy not in NULL_TIMESTAMP_POLICIES:
         problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
@@ -229,6 +232,41 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
     if transform is not None and not callable(transform):
         problems.append(f"{where}: 'transform' must be a function that takes and returns a DataFrame "
                         f"(define it in config.py)")
+    return problems
+
+
+DELETE_POLICIES = ("ignore", "delete", "soft")
+# The guard's default: a run may delete at most a tenth of the target's rows. Deletes between two runs of an
+# INCREMENTAL/UPSERT table are normally a small share; a source read that is empty or partial (a wrong schema,
+# a truncated or restoring table) shows as a large one and is refused before it costs more than this.
+DEFAULT_MAX_DELETE_FRACTION = 0.1
+
+
+def _delete_problems(where: str, entry: Mapping[str, Any], mode: str | None, pk: tuple[str, ...]) -> list[str]:
+    """'deletes' and 'max_delete_fraction' (README "Deletes")."""
+    policy = entry.get("deletes", "ignore")
+    fraction = entry.get("max_delete_fraction", DEFAULT_MAX_DELETE_FRACTION)
+    problems = []
+    if policy not in DELETE_POLICIES:
+        problems.append(f"{where}: 'deletes' is {policy!r}; use one of {', '.join(DELETE_POLICIES)}")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 1:
+        problems.append(f"{where}: 'max_delete_fraction' must be a number > 0 and <= 1 (the share of the "
+                        f"target's rows one run may delete), got {fraction!r}")
+    if "max_delete_fraction" in entry and policy == "ignore":
+        problems.append(f"{where}: 'max_delete_fraction' has no effect while 'deletes' is 'ignore'; "
+                        f"set 'deletes' to 'delete' or 'soft', or remove it")
+    if policy in ("ignore", None) or policy not in DELETE_POLICIES:
+        return problems
+    ops = entry.get("operations")
+    replaces = isinstance(ops, Mapping) and ops.get("truncate_before_insert") is True
+    if mode and (mode not in ("INCREMENTAL", "UPSERT") or replaces):
+        problems.append(f"{where}: 'deletes' applies to INCREMENTAL and UPSERT (a mode that merges); "
+                        f"{mode}{' with truncate_before_insert' if replaces else ''} replaces the target and "
+                        f"sees deletes already - remove 'deletes'")
+    if len(pk) != 1:
+        problems.append(f"{where}: 'deletes' compares key sets by a one-column integer primary_key, and the "
+                        f"table has {list(pk) or 'none'}; set 'deletes' to 'ignore' (FULL or TRUNCATE_INSERT "
+                        f"see deletes), or key the table by one integer column")
     return problems
 
 
@@ -266,6 +304,8 @@ def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
         fetch_size=entry.get("fetch_size", 10_000),
         count_source=entry.get("count_source", True),
         verify=entry.get("verify", False),
+        deletes=entry.get("deletes", "ignore"),
+        max_delete_fraction=float(entry.get("max_delete_fraction", DEFAULT_MAX_DELETE_FRACTION)),
     )
 
 
@@ -927,22 +967,25 @@ def _differs(col: Column) -> str:
     return f"{target} IS DISTINCT FROM {col.load_expr}"
 
 
-def merge_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None) -> str:
+def merge_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None,
+              soft: bool = False) -> str:
     """UPSERT / INCREMENTAL: one MERGE from the deduplicated staged rows.
 
     A matched row is rewritten only when some non-key value differs, so a re-read of unchanged
     rows (``lookback_seconds``) updates nothing and RowsUpdated counts real changes. The source
     has one row per key (``deduplicated_sql``), which keeps the MERGE deterministic.
+    ``soft`` (deletes: soft): a soft-deleted key read again is live again (its DELETED_AT cleared).
     """
     src = deduplicated_sql(stage, cols, pk, order_by)
     non_key = [c for c in cols if c.name not in pk]
     names = ", ".join(qi(c.name) for c in cols)
     values = ", ".join(c.load_expr for c in cols)
     matched = ""
-    if non_key:
-        differs = " OR ".join(_differs(c) for c in non_key)
-        sets = ", ".join(f"{qi(c.name)} = {c.load_expr}" for c in non_key)
-        matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"
+    differs = [_differs(c) for c in non_key] + ([f"t.{qi(DELETED_AT)} IS NOT NULL"] if soft else [])
+    if differs:
+        sets = ", ".join([f"{qi(c.name)} = {c.load_expr}" for c in non_key] + ([f"{qi(DELETED_AT)} = NULL"] if soft
+                                                                                else []))
+        matched = f" WHEN MATCHED AND ({' OR '.join(differs)}) THEN UPDATE SET {sets}"
     return (f"MERGE INTO {target} t USING {src} s ON {_key_join(pk)}{matched} "
             f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})")
 
@@ -954,13 +997,13 @@ def merge_counts(names: Sequence[str], row: Sequence[Any] | None) -> tuple[int, 
 
 
 def load_statements(mode: str, truncate_before_insert: bool, target: str, stage: str, cols: Sequence[Column],
-                    pk: Sequence[str], order_by: str | None) -> list[tuple[str, str]]:
+                    pk: Sequence[str], order_by: str | None, soft: bool = False) -> list[tuple[str, str]]:
     """The load transaction's statements for a mode other than FULL, as (kind, sql):
     kind "merge" or "insert" gives the row counts, "delete" empties the target first."""
     replace = mode == "TRUNCATE_INSERT" or (mode == "INCREMENTAL" and truncate_before_insert)
     out = [("delete", delete_all_sql(target))] if replace else []
     if pk and mode in ("INCREMENTAL", "UPSERT") and not replace:
-        return out + [("merge", merge_sql(target, stage, cols, pk, order_by))]
+        return out + [("merge", merge_sql(target, stage, cols, pk, order_by, soft))]
     dedupe = pk and mode != "APPEND"      # APPEND inserts every row read, no checks
     source = deduplicated_sql(stage, cols, pk, order_by) if dedupe else stage
     return out + [("insert", insert_sql(target, source, cols))]
@@ -970,6 +1013,29 @@ def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
     names = ", ".join(qi(c.name) for c in cols)
     exprs = ", ".join(c.load_expr for c in cols)
     return f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {stage} s"
+
+
+# deletes: soft marks a row deleted at the source with the instant of the load transaction that saw it gone.
+# TIMESTAMP_TZ: an instant that reads the same whatever the reader's session TIMEZONE (docs/SNOWFLAKE.md).
+DELETED_AT = "_DELETED_AT"
+DELETED_AT_TYPE = "TIMESTAMP_TZ(6)"
+DELETE_BATCH = 10_000        # keys per DELETE/UPDATE: integer literals, far below Snowflake's 1 MB statement text
+
+
+def delete_statements(target: str, key: str, keys: Sequence[int], soft: bool) -> list[tuple[str, str]]:
+    """(kind "deleted", sql) removing (soft: stamping DELETED_AT on the live rows of) ``keys`` of column ``key``."""
+    out = []
+    for i in range(0, len(keys), DELETE_BATCH):
+        chosen = f"{qi(key)} IN ({', '.join(str(int(k)) for k in keys[i:i + DELETE_BATCH])})"
+        out.append(("deleted", f"UPDATE {target} SET {qi(DELETED_AT)} = CURRENT_TIMESTAMP() WHERE {chosen} "
+                               f"AND {qi(DELETED_AT)} IS NULL" if soft else f"DELETE FROM {target} WHERE {chosen}"))
+    return out
+
+
+def deleted_count(names: Sequence[str], row: Sequence[Any] | None) -> int:
+    """Rows a DELETE removed (or a soft delete's UPDATE stamped), from its result row."""
+    rec = dict(zip([n.lower() for n in names], row or (), strict=False))
+    return int(rec.get("number of rows deleted", rec.get("number of rows updated")) or 0)
 
 
 def delete_all_sql(target: str) -> str:
@@ -1813,6 +1879,75 @@ def verify_summary(d: Drift) -> str:
                                                if d.changed_since_load else "") + ")")
 
 
+# ----- deletes: key sets compared by range ------------------------------------------------
+#
+# deletes (README "Deletes") compares the source's and the target's key sets with VERIFY's machinery on a
+# key-only fingerprint: per key bucket (COUNT(*), SUM of the key hash slices), bisected where they differ,
+# keys fetched only for the small differing ranges. Only the target's key range is compared, and a bucket
+# without target keys is never looked into: new source keys (an INCREMENTAL target lags by them) cost nothing.
+
+
+def key_hash_sql(dialect: str, key: str) -> str:
+    """The key-only row hash: ``row_hash_sql`` over the key's canonical text (an integer key)."""
+    return row_hash_sql(dialect, [canonical_sql(dialect, "int", key)])
+
+
+@dataclass
+class Deletes:
+    """Keys in the target that the source no longer has."""
+
+    keys: list = field(default_factory=list)
+    target_rows: int = 0           # the target's (live) rows compared
+    ranges_queried: int = 0        # fingerprint queries per side
+    leaves: int = 0                # ranges whose keys were fetched
+    key: str = ""                  # the target's key column
+    soft: bool = False             # deletes 'soft': stamp DELETED_AT instead of deleting
+    add_column: bool = False       # soft, and the target has no DELETED_AT column yet (DDL before the load)
+
+
+def delete_guard(table: str, target: str, deletes: int, target_rows: int, fraction: float,
+                 at_least: bool = False) -> str | None:
+    """The guard's refusal when ``deletes`` exceed ``fraction`` of the target's rows, else None."""
+    if deletes == 0 or deletes <= fraction * target_rows:
+        return None
+    share = deletes / target_rows if target_rows else 1.0
+    return (f"{table}: {'at least ' if at_least else ''}{deletes} of the {target_rows} rows of {target} would be "
+            f"deleted ({share:.1%}), more than max_delete_fraction {fraction:g}; nothing was written. Check the "
+            f"source read (an empty or partial source must not wipe the target); if the rows really are gone, "
+            f"raise 'max_delete_fraction' for the table for one run (e.g. 1.0)")
+
+
+KeySets = Callable[[int, int], tuple[set, set]]
+
+
+def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
+                 guard: Callable[[int, int, bool], None]) -> Deletes:
+    """The target's keys in lo..hi that the source lacks.
+
+    ``fingerprints`` as for ``differing_ranges`` (key-only hashes); ``keys(lo, hi)`` gives (source keys, target
+    keys) of a range; ``guard(deletes, target_rows, at_least)`` raises to refuse. The first (whole-range) call
+    already bounds the deletes from below (a bucket's target rows beyond its source rows), so an emptied source
+    is refused after one aggregate per side, before any key is fetched.
+    """
+    found = Deletes()
+
+    def target_buckets(a: int, b: int, width: int) -> tuple[Mapping, Mapping]:
+        src, tgt = fingerprints(a, b, width)
+        if not found.ranges_queried:
+            found.target_rows = sum(n for n, _ in tgt.values())
+            guard(sum(max(0, n - src.get(k, (0, 0))[0]) for k, (n, _) in tgt.items()), found.target_rows, True)
+        found.ranges_queried += 1
+        return {k: v for k, v in src.items() if k in tgt}, tgt     # no target keys there: no delete there
+
+    leaves, _, _ = differing_ranges(lo, hi, target_buckets)
+    for a, b in leaves:
+        src, tgt = keys(a, b)
+        found.keys += sorted(tgt - src)
+    found.leaves = len(leaves)
+    guard(len(found.keys), found.target_rows, False)
+    return found
+
+
 # ----- run summary -------------------------------------------------------------------
 
 
@@ -1830,6 +1965,7 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
+    deleted: int | None = None             # target rows deleted (soft: marked) for source deletes
 
     @property
     def difference(self) -> int | None:
@@ -1840,10 +1976,10 @@ class TableResult:
 
 def summary_table(results: Sequence[TableResult]) -> str:
     """The end-of-run table: one line per table, errors listed below it."""
-    head = ("table", "mode", "target", "source", "delta", "target rows", "diff", "seconds", "status")
+    head = ("table", "mode", "target", "source", "delta", "target rows", "diff", "deleted", "seconds", "status")
     rows = [head] + [
         (r.key, r.mode, r.target, _n(r.source_rows), _n(r.delta_rows), _n(r.target_rows), _n(r.difference),
-         f"{r.seconds:.1f}", r.status)
+         _n(r.deleted), f"{r.seconds:.1f}", r.status)
         for r in results
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
@@ -2463,7 +2599,8 @@ def metric_values(r: TableResult) -> dict[str, float | None]:
     return {
         "SourceRecordCount": r.source_rows, "FilteredRecordCount": r.delta_rows,
         "TargetRecordCount": r.target_rows, "RowDifference": r.difference,
-        "RowsInserted": r.inserted, "RowsUpdated": r.updated, "DurationSeconds": round(r.seconds, 3),
+        "RowsInserted": r.inserted, "RowsUpdated": r.updated, "RowsDeleted": r.deleted,
+        "DurationSeconds": round(r.seconds, 3),
         "Success": 1 if ok else 0, "Failure": 0 if ok else 1,
     }
 
@@ -2544,6 +2681,8 @@ class Reconciler:
     source row changed after it is counted as ``changed_since_load``, not as drift.
     """
 
+    tgt_where: str | None = None       # target rows compared (DeleteDetector: soft-deleted rows are left out)
+
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter):
         self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
@@ -2600,7 +2739,8 @@ class Reconciler:
     def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
         s = self.source.query(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key,
                                                      self.src_hash, lo, hi, width, self.bound))
-        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width))
+        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width,
+                                                self.tgt_where))
         return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
                 {int(b): (int(n), int(h or 0)) for b, n, h in t})
 
@@ -2645,6 +2785,71 @@ class Reconciler:
         return drift
 
 
+class DeleteDetector(Reconciler):
+    """deletes: the target's keys that the source no longer has (``find_deletes``), with the guard.
+
+    The same bucket queries as VERIFY on a key-only hash; runs before anything is written, so the guard's
+    refusal leaves the target and the state as they were. With 'soft', rows already marked are left out.
+    """
+
+    @classmethod
+    def for_table(cls, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
+                  target_cols: Mapping[str, str], state_table: str, log: logging.LoggerAdapter) -> Deletes | None:
+        """The table's source deletes, or None when it does not look for them."""
+        if cfg.deletes == "ignore" or cfg.mode not in ("INCREMENTAL", "UPSERT") or cfg.truncate_before_insert:
+            return None
+        t0 = time.monotonic()
+        found = cls(source, wh, cfg, target, target_cols, state_table, log).detect()
+        log.info("step=deletes seconds=%.3f policy=%s deletes=%d target_rows=%d ranges_queried=%d leaves=%d",
+                 time.monotonic() - t0, cfg.deletes, len(found.keys), found.target_rows, found.ranges_queried,
+                 found.leaves)
+        return found
+
+    def _plan(self) -> None:
+        cfg, engine = self.cfg, self.source.engine
+        rows = self.source.query(reconcile_columns_query(engine, cfg.namespace, cfg.source_table))
+        col = next(r for r in rows if r["name"].lower() == cfg.primary_key[0].lower())
+        ttype = self.target_cols.get(col["name"].upper())
+        kind = canon_kind(engine, col["type"], col.get("ctype") or "", ttype)[0] if ttype \
+            else CANON_KINDS.get(engine, {}).get(col["type"])
+        if kind != "int" and not (ttype is None and kind == "decimal"):
+            raise EtlError(f"{cfg.key}: deletes '{cfg.deletes}' compares key sets by a one-column integer "
+                           f"primary_key, and {col['name']} is {col['type']}"
+                           + (f" (loaded as {ttype})" if ttype else "") + "; nothing was loaded. Set 'deletes' to "
+                           "'ignore' (FULL or TRUNCATE_INSERT see deletes), or key the table by an integer column")
+        if cfg.deletes == "soft" and any(r["name"].upper() == DELETED_AT for r in rows):
+            raise EtlError(f"{cfg.key}: deletes 'soft' adds a column {DELETED_AT} to {cfg.target}, and the source "
+                           f"has a column of that name; nothing was loaded. Leave it out with 'columns', or use "
+                           f"deletes 'delete'")
+        self.src_key, self.tgt_key = source_quote(engine, col["name"]), qi(col["name"].upper())
+        self.src_hash, self.tgt_hash = key_hash_sql(engine, self.src_key), key_hash_sql("snowflake", self.tgt_key)
+        self.bound = None
+        self.tgt_where = f"{qi(DELETED_AT)} IS NULL" if DELETED_AT in self.target_cols else None
+
+    def detect(self) -> Deletes:
+        self._plan()
+        soft = self.cfg.deletes == "soft"
+        found = Deletes()
+        if self.target_cols:
+            lo, hi = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
+            if lo is not None:
+                found = find_deletes(int(lo), int(hi), self._buckets, self._keys, self._guard)
+        found.key, found.soft = self.cfg.primary_key[0].upper(), soft
+        found.add_column = soft and DELETED_AT not in self.target_cols
+        return found
+
+    def _keys(self, lo: int, hi: int) -> tuple[set, set]:
+        s = self.source.query(key_hashes_sql(self.src_table, self.src_key, self.src_key, lo, hi))
+        t = self.wh.rows(key_hashes_sql(self.target, self.tgt_key, self.tgt_key, lo, hi, self.tgt_where))
+        return {int(r["k"]) for r in s}, {int(k) for k, _ in t}
+
+    def _guard(self, deletes: int, target_rows: int, at_least: bool) -> None:
+        problem = delete_guard(self.cfg.key, self.cfg.target, deletes, target_rows, self.cfg.max_delete_fraction,
+                               at_least)
+        if problem:
+            raise EtlError(problem)
+
+
 class Table:
     """The pipeline of one registry entry: plan -> extract -> stage -> load -> report."""
 
@@ -2656,6 +2861,7 @@ class Table:
         self._windowed = False
         self._source_count: Future | None = None
         self._released = False              # the load's COMMIT released the lease
+        self._deletes: Deletes | None = None    # source deletes to apply in the load (DeleteDetector)
         db = ctx.snowflake.database
         self.target = fqn(db, cfg.target_schema, cfg.target_name)
         # A temporary table of this run's session, named per run, in the job's own schema.
@@ -2787,6 +2993,8 @@ class Table:
             info.update(partitions=max(1, len(predicates)), verbatim=len(types.text), sql=json.dumps(sql),
                         **({"split": json.dumps(predicates)} if predicates else {}))
 
+        self._deletes = DeleteDetector.for_table(source, wh, cfg, self.target, target_cols, self.ctx.state_table,
+                                                 self.log)
         key_names = [c.upper() for c in pk] if self.cfg.primary_key else []
         order_name = (ts or "").upper() or None
         files: list[str] = []
@@ -2804,7 +3012,8 @@ class Table:
                     files = self.ctx.staging.part_files(prefix)
                     info.update(files=len(files))
             # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
-            untouched = skip and not (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
+            untouched = skip and not (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert) \
+                and not (self._deletes and self._deletes.keys)
             if untouched:
                 self._nothing_to_load(wh, cols, target_cols, plan)
             else:
@@ -3009,12 +3218,19 @@ class Table:
             self.ctx.leases.release(wh, cfg.target)     # the target is loaded: counting it needs no lease
             self._released = True
             return
+        d = self._deletes
+        if d and d.add_column:                          # DDL commits by itself: before the transaction
+            wh.execute(add_column_sql(self.target, Column(DELETED_AT, DELETED_AT, DELETED_AT_TYPE)))
         with wh.transaction():
             self._check_lease(wh, release=True)
-            for kind, sql in load_statements(cfg.mode, cfg.truncate_before_insert, self.target, self.stage_table,
-                                             cols, pk, order_by):
+            r.deleted = 0 if d else None
+            for kind, sql in [*(delete_statements(self.target, d.key, d.keys, d.soft) if d else []),
+                              *load_statements(cfg.mode, cfg.truncate_before_insert, self.target, self.stage_table,
+                                               cols, pk, order_by, bool(d and d.soft))]:
                 cur = wh.execute(sql)
-                if kind == "merge":
+                if kind == "deleted":
+                    r.deleted += deleted_count([c[0] for c in cur.description or []], cur.fetchone())
+                elif kind == "merge":
                     r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
                 elif kind == "insert":
                     r.inserted, r.updated = cur.rowcount, 0
