@@ -214,3 +214,47 @@ def test_summary_and_metric_show_deleted_rows():
     assert g.summary_table([r]).splitlines()[2].split()[7] == "2"
     assert g.summary_table([r]).splitlines()[0].split()[8] == "deleted"
     assert g.metric_values(r)["RowsDeleted"] == 2
+
+
+class FakeSource:
+    """What DeleteDetector._plan asks the source: its columns (reconcile_columns_query)."""
+
+    def __init__(self, engine: str, rows: list[dict]):
+        self.engine, self.rows, self.queries = engine, rows, []
+
+    def query(self, sql: str) -> list[dict]:
+        self.queries.append(sql)
+        return self.rows
+
+
+def detector(engine: str, rows: list[dict], target_cols: dict, **entry) -> g.DeleteDetector:
+    cfg = g.validate_config({"s.t": {**ENTRY, "deletes": "delete", **entry}})["s.t"]
+    return g.DeleteDetector(FakeSource(engine, rows), None, cfg, TARGET, target_cols, "STATE", None)
+
+
+def test_a_key_the_comparison_does_not_support_is_refused_by_name_before_anything_is_written():
+    text_key = [{"name": "id", "type": "character varying", "ctype": ""}]
+    with pytest.raises(g.EtlError, match=r"s.t: deletes 'delete' compares key sets by a one-column integer "
+                                         r"primary_key, and id is character varying \(loaded as VARCHAR\); "
+                                         r"nothing was loaded. Set 'deletes' to 'ignore'"):
+        detector("postgres", text_key, {"ID": "VARCHAR"})._plan()
+    scaled = [{"name": "id", "type": "decimal", "ctype": "decimal(10,2)"}]
+    with pytest.raises(g.EtlError, match="id is decimal"):
+        detector("mysql", scaled, {"ID": "NUMBER(10,2)"})._plan()
+    clash = [{"name": "id", "type": "integer", "ctype": ""}, {"name": "_deleted_at", "type": "date", "ctype": ""}]
+    with pytest.raises(g.EtlError, match="deletes 'soft' adds a column _DELETED_AT to RAW.ORDERS, and the source "
+                                         "has a column of that name"):
+        detector("postgres", clash, {}, deletes="soft")._plan()
+
+
+def test_integer_keys_are_compared_and_soft_tables_leave_marked_rows_out():
+    d = detector("mysql", [{"name": "Id", "type": "bigint", "ctype": "bigint(20) unsigned"}], {"ID": "NUMBER(20,0)"})
+    d._plan()
+    assert (d.src_key, d.tgt_key, d.tgt_where, d.bound) == ("`Id`", '"ID"', None, None)
+    assert d.src_hash == g.row_hash_sql("mysql", [g.canonical_sql("mysql", "int", "`Id`")])
+    first = detector("postgres", [{"name": "id", "type": "numeric", "ctype": ""}], {}, deletes="soft")
+    first._plan()                                       # no target yet: numeric(p,0) is accepted
+    soft = detector("postgres", [{"name": "id", "type": "integer", "ctype": ""}],
+                    {"ID": "NUMBER(10,0)", "_DELETED_AT": "TIMESTAMP_TZ(6)"}, deletes="soft")
+    soft._plan()
+    assert soft.tgt_where == '"_DELETED_AT" IS NULL'
