@@ -72,7 +72,7 @@ NULL_TIMESTAMP_POLICIES = ("include", "exclude", "fail")
 TABLE_KEYS = {
     "ssmKey", "target_table", "primary_key", "timestamp_column", "operations",
     "partition_column", "num_partitions", "columns", "transform", "lookback_seconds",
-    "null_timestamps", "fetch_size", "count_source", "verify",
+    "null_timestamps", "fetch_size", "count_source", "verify", "deletes", "max_delete_fraction",
 }
 OPERATION_KEYS = {"type", "truncate_before_insert"}
 # Runtime arguments that name connection groups (SSM paths of source credentials).
@@ -103,6 +103,8 @@ class TableConfig:
     fetch_size: int = 10_000
     count_source: bool = True
     verify: bool = False                   # compare with the source after each load (Reconciler)
+    deletes: str = "ignore"                # source deletes: ignore, delete or soft (DeleteDetector)
+    max_delete_fraction: float = 0.1       # the guard: refuse a run deleting more of the target (DEFAULT_...)
 
     @property
     def namespace(self) -> str:
@@ -221,6 +223,7 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
         problems.append(f"{where}: 'count_source' must be true or false")
     if not isinstance(entry.get("verify", False), bool):
         problems.append(f"{where}: 'verify' must be true or false")
+    problems += _delete_problems(where, entry, mode, pk)
     policy = entry.get("null_timestamps", "include")
     if policy not in NULL_TIMESTAMP_POLICIES:
         problems.append(f"{where}: 'null_timestamps' is {policy!r}; use one of "
@@ -229,6 +232,41 @@ def _table_problems(key: str, entry: Any, groups: Iterable[str] | None) -> list[
     if transform is not None and not callable(transform):
         problems.append(f"{where}: 'transform' must be a function that takes and returns a DataFrame "
                         f"(define it in config.py)")
+    return problems
+
+
+DELETE_POLICIES = ("ignore", "delete", "soft")
+# The guard's default: a run may delete at most a tenth of the target's rows. Deletes between two runs of an
+# INCREMENTAL/UPSERT table are normally a small share; a source read that is empty or partial (a wrong schema,
+# a truncated or restoring table) shows as a large one and is refused before it costs more than this.
+DEFAULT_MAX_DELETE_FRACTION = 0.1
+
+
+def _delete_problems(where: str, entry: Mapping[str, Any], mode: str | None, pk: tuple[str, ...]) -> list[str]:
+    """'deletes' and 'max_delete_fraction' (README "Deletes")."""
+    policy = entry.get("deletes", "ignore")
+    fraction = entry.get("max_delete_fraction", DEFAULT_MAX_DELETE_FRACTION)
+    problems = []
+    if policy not in DELETE_POLICIES:
+        problems.append(f"{where}: 'deletes' is {policy!r}; use one of {', '.join(DELETE_POLICIES)}")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 1:
+        problems.append(f"{where}: 'max_delete_fraction' must be a number > 0 and <= 1 (the share of the "
+                        f"target's rows one run may delete), got {fraction!r}")
+    if "max_delete_fraction" in entry and policy == "ignore":
+        problems.append(f"{where}: 'max_delete_fraction' has no effect while 'deletes' is 'ignore'; "
+                        f"set 'deletes' to 'delete' or 'soft', or remove it")
+    if policy in ("ignore", None) or policy not in DELETE_POLICIES:
+        return problems
+    ops = entry.get("operations")
+    replaces = isinstance(ops, Mapping) and ops.get("truncate_before_insert") is True
+    if mode and (mode not in ("INCREMENTAL", "UPSERT") or replaces):
+        problems.append(f"{where}: 'deletes' applies to INCREMENTAL and UPSERT (a mode that merges); "
+                        f"{mode}{' with truncate_before_insert' if replaces else ''} replaces the target and "
+                        f"sees deletes already - remove 'deletes'")
+    if len(pk) != 1:
+        problems.append(f"{where}: 'deletes' compares key sets by a one-column integer primary_key, and the "
+                        f"table has {list(pk) or 'none'}; set 'deletes' to 'ignore' (FULL or TRUNCATE_INSERT "
+                        f"see deletes), or key the table by one integer column")
     return problems
 
 
@@ -266,6 +304,8 @@ def build_table_config(key: str, entry: Mapping[str, Any]) -> TableConfig:
         fetch_size=entry.get("fetch_size", 10_000),
         count_source=entry.get("count_source", True),
         verify=entry.get("verify", False),
+        deletes=entry.get("deletes", "ignore"),
+        max_delete_fraction=float(entry.get("max_delete_fraction", DEFAULT_MAX_DELETE_FRACTION)),
     )
 
 
@@ -1042,22 +1082,25 @@ def _differs(col: Column) -> str:
     return f"{target} IS DISTINCT FROM {col.load_expr}"
 
 
-def merge_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None) -> str:
+def merge_sql(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], order_by: str | None,
+              soft: bool = False) -> str:
     """UPSERT / INCREMENTAL: one MERGE from the deduplicated staged rows.
 
     A matched row is rewritten only when some non-key value differs, so a re-read of unchanged
     rows (``lookback_seconds``) updates nothing and RowsUpdated counts real changes. The source
     has one row per key (``deduplicated_sql``), which keeps the MERGE deterministic.
+    ``soft`` (deletes: soft): a soft-deleted key read again is live again (its DELETED_AT cleared).
     """
     src = deduplicated_sql(stage, cols, pk, order_by)
     non_key = [c for c in cols if c.name not in pk]
     names = ", ".join(qi(c.name) for c in cols)
     values = ", ".join(c.load_expr for c in cols)
     matched = ""
-    if non_key:
-        differs = " OR ".join(_differs(c) for c in non_key)
-        sets = ", ".join(f"{qi(c.name)} = {c.load_expr}" for c in non_key)
-        matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"
+    differs = [_differs(c) for c in non_key] + ([f"t.{qi(DELETED_AT)} IS NOT NULL"] if soft else [])
+    if differs:
+        sets = ", ".join([f"{qi(c.name)} = {c.load_expr}" for c in non_key] + ([f"{qi(DELETED_AT)} = NULL"] if soft
+                                                                                else []))
+        matched = f" WHEN MATCHED AND ({' OR '.join(differs)}) THEN UPDATE SET {sets}"
     return (f"MERGE INTO {target} t USING {src} s ON {_key_join(pk)}{matched} "
             f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})")
 
@@ -1069,13 +1112,13 @@ def merge_counts(names: Sequence[str], row: Sequence[Any] | None) -> tuple[int, 
 
 
 def load_statements(mode: str, truncate_before_insert: bool, target: str, stage: str, cols: Sequence[Column],
-                    pk: Sequence[str], order_by: str | None) -> list[tuple[str, str]]:
+                    pk: Sequence[str], order_by: str | None, soft: bool = False) -> list[tuple[str, str]]:
     """The load transaction's statements for a mode other than FULL, as (kind, sql):
     kind "merge" or "insert" gives the row counts, "delete" empties the target first."""
     replace = mode == "TRUNCATE_INSERT" or (mode == "INCREMENTAL" and truncate_before_insert)
     out = [("delete", delete_all_sql(target))] if replace else []
     if pk and mode in ("INCREMENTAL", "UPSERT") and not replace:
-        return out + [("merge", merge_sql(target, stage, cols, pk, order_by))]
+        return out + [("merge", merge_sql(target, stage, cols, pk, order_by, soft))]
     dedupe = pk and mode != "APPEND"      # APPEND inserts every row read, no checks
     source = deduplicated_sql(stage, cols, pk, order_by) if dedupe else stage
     return out + [("insert", insert_sql(target, source, cols))]
@@ -1085,6 +1128,29 @@ def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
     names = ", ".join(qi(c.name) for c in cols)
     exprs = ", ".join(c.load_expr for c in cols)
     return f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {stage} s"
+
+
+# deletes: soft marks a row deleted at the source with the instant of the load transaction that saw it gone.
+# TIMESTAMP_TZ: an instant that reads the same whatever the reader's session TIMEZONE (docs/SNOWFLAKE.md).
+DELETED_AT = "_DELETED_AT"
+DELETED_AT_TYPE = "TIMESTAMP_TZ(6)"
+DELETE_BATCH = 10_000        # keys per DELETE/UPDATE: integer literals, far below Snowflake's 1 MB statement text
+
+
+def delete_statements(target: str, key: str, keys: Sequence[int], soft: bool) -> list[tuple[str, str]]:
+    """(kind "deleted", sql) removing (soft: stamping DELETED_AT on the live rows of) ``keys`` of column ``key``."""
+    out = []
+    for i in range(0, len(keys), DELETE_BATCH):
+        chosen = f"{qi(key)} IN ({', '.join(str(int(k)) for k in keys[i:i + DELETE_BATCH])})"
+        out.append(("deleted", f"UPDATE {target} SET {qi(DELETED_AT)} = CURRENT_TIMESTAMP() WHERE {chosen} "
+                               f"AND {qi(DELETED_AT)} IS NULL" if soft else f"DELETE FROM {target} WHERE {chosen}"))
+    return out
+
+
+def deleted_count(names: Sequence[str], row: Sequence[Any] | None) -> int:
+    """Rows a DELETE removed (or a soft delete's UPDATE stamped), from its result row."""
+    rec = dict(zip([n.lower() for n in names], row or (), strict=False))
+    return int(rec.get("number of rows deleted", rec.get("number of rows updated")) or 0)
 
 
 def delete_all_sql(target: str) -> str:
@@ -1922,6 +1988,75 @@ def verify_summary(d: Drift) -> str:
                                                if d.changed_since_load else "") + ")")
 
 
+# ----- deletes: key sets compared by range ------------------------------------------------
+#
+# deletes (README "Deletes") compares the source's and the target's key sets with VERIFY's machinery on a
+# key-only fingerprint: per key bucket (COUNT(*), SUM of the key hash slices), bisected where they differ,
+# keys fetched only for the small differing ranges. Only the target's key range is compared, and a bucket
+# without target keys is never looked into: new source keys (an INCREMENTAL target lags by them) cost nothing.
+
+
+def key_hash_sql(dialect: str, key: str) -> str:
+    """The key-only row hash: ``row_hash_sql`` over the key's canonical text (an integer key)."""
+    return row_hash_sql(dialect, [canonical_sql(dialect, "int", key)])
+
+
+@dataclass
+class Deletes:
+    """Keys in the target that the source no longer has."""
+
+    keys: list = field(default_factory=list)
+    target_rows: int = 0           # the target's (live) rows compared
+    ranges_queried: int = 0        # fingerprint queries per side
+    leaves: int = 0                # ranges whose keys were fetched
+    key: str = ""                  # the target's key column
+    soft: bool = False             # deletes 'soft': stamp DELETED_AT instead of deleting
+    add_column: bool = False       # soft, and the target has no DELETED_AT column yet (DDL before the load)
+
+
+def delete_guard(table: str, target: str, deletes: int, target_rows: int, fraction: float,
+                 at_least: bool = False) -> str | None:
+    """The guard's refusal when ``deletes`` exceed ``fraction`` of the target's rows, else None."""
+    if deletes == 0 or deletes <= fraction * target_rows:
+        return None
+    share = deletes / target_rows if target_rows else 1.0
+    return (f"{table}: {'at least ' if at_least else ''}{deletes} of the {target_rows} rows of {target} would be "
+            f"deleted ({share:.1%}), more than max_delete_fraction {fraction:g}; nothing was written. Check the "
+            f"source read (an empty or partial source must not wipe the target); if the rows really are gone, "
+            f"raise 'max_delete_fraction' for the table for one run (e.g. 1.0)")
+
+
+KeySets = Callable[[int, int], tuple[set, set]]
+
+
+def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
+                 guard: Callable[[int, int, bool], None]) -> Deletes:
+    """The target's keys in lo..hi that the source lacks.
+
+    ``fingerprints`` as for ``differing_ranges`` (key-only hashes); ``keys(lo, hi)`` gives (source keys, target
+    keys) of a range; ``guard(deletes, target_rows, at_least)`` raises to refuse. The first (whole-range) call
+    already bounds the deletes from below (a bucket's target rows beyond its source rows), so an emptied source
+    is refused after one aggregate per side, before any key is fetched.
+    """
+    found = Deletes()
+
+    def target_buckets(a: int, b: int, width: int) -> tuple[Mapping, Mapping]:
+        src, tgt = fingerprints(a, b, width)
+        if not found.ranges_queried:
+            found.target_rows = sum(n for n, _ in tgt.values())
+            guard(sum(max(0, n - src.get(k, (0, 0))[0]) for k, (n, _) in tgt.items()), found.target_rows, True)
+        found.ranges_queried += 1
+        return {k: v for k, v in src.items() if k in tgt}, tgt     # no target keys there: no delete there
+
+    leaves, _, _ = differing_ranges(lo, hi, target_buckets)
+    for a, b in leaves:
+        src, tgt = keys(a, b)
+        found.keys += sorted(tgt - src)
+    found.leaves = len(leaves)
+    guard(len(found.keys), found.target_rows, False)
+    return found
+
+
 # ----- the table plan: facts in, a plan out ------------------------------------------
 #
 # A table's run gathers facts first (``Survey``: the source's schema and column types, the
@@ -2046,6 +2181,8 @@ class TablePlan:
     ddl: tuple[tuple[str, str], ...] = ()     # (what, sql), run before the load transaction
     statements: tuple[tuple[str, str], ...] = ()   # (kind, sql) of the load
     facts: TableFacts | None = None           # what the plan was made from
+    deletes: Deletes | None = None            # source deletes to apply (a table's 'deletes' setting)
+    verify: bool = False                      # VERIFY after the load (--VERIFY or the table's 'verify')
 
     @property
     def target_columns(self) -> dict[str, str]:
@@ -2061,7 +2198,10 @@ class TablePlan:
                 "text_columns": sorted(self.types.text), "value_checks": [c.column for c in self.types.checks],
                 "columns": {c.name: c.sf_type for c in self.columns},
                 "ddl": [sql for _, sql in self.ddl], "statements": [sql for _, sql in self.statements],
-                "notes": list(self.notes), "warnings": list(self.warnings)}
+                "deletes": None if self.deletes is None else {
+                    "policy": "soft" if self.deletes.soft else "delete", "keys": len(self.deletes.keys),
+                    "first_keys": self.deletes.keys[:20], "target_rows_compared": self.deletes.target_rows},
+                "verify": self.verify, "notes": list(self.notes), "warnings": list(self.warnings)}
 
     def describe(self) -> str:
         """A readable block: what will be read, with which watermark, and what Snowflake will be sent."""
@@ -2073,11 +2213,16 @@ class TablePlan:
         lines += [f"   split:     {p}" for p in self.partitions]
         lines += [f"   ddl:       {sql}" for sql in d["ddl"]]
         lines += [f"   load:      {sql}" for sql in d["statements"]] or ["   load:      nothing to load"]
+        if self.deletes is not None:
+            lines.append(f"   deletes:   {len(self.deletes.keys)} key(s) gone from the source "
+                         f"({'stamped' if self.deletes.soft else 'deleted'} in the load)")
+        if self.verify:
+            lines.append("   verify:    after the load, by key range")
         lines += [f"   note:      {n}" for n in (*self.notes, *self.warnings)]
         return "\n".join(lines)
 
 
-def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str) -> TablePlan:
+def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, verify: bool = False) -> TablePlan:
     """The read half of a table's plan; raises EtlError (nothing written yet) for a value or a NULL
     timestamp that cannot arrive under the table's settings."""
     engine, stats = facts.engine, facts.stats
@@ -2104,23 +2249,32 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str) -> 
     # No rows for a mode that only adds: nothing to send (INCREMENTAL that replaces the target still does).
     loads = stages or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
     return TablePlan(cfg.key, cfg.mode, target, w, types, facts.read, sql, tuple(splits), rows, stages, loads,
-                     cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings), facts=facts)
+                     cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings), facts=facts,
+                     verify=verify or cfg.verify)
 
 
 def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any]], typed: Mapping[str, Any],
-              stage_table: str) -> TablePlan:
+              stage_table: str, deletes: Deletes | None = None) -> TablePlan:
     """The load half: target columns of the extract's (name, Spark type) ``fields`` (after any
-    transform), the DDL the target needs and the statements of the load."""
+    transform), the DDL the target needs and the statements of the load, with the source
+    ``deletes`` found (``DeleteDetector``): applied first, in the load transaction."""
     cols = plan.types.columns(fields, typed, cfg.key)
     ddl = target_ddl(plan.target, cols, plan.target_columns, cfg.key, cfg.mode)
-    if not plan.loads:
+    soft = bool(deletes and deletes.soft)
+    if deletes and deletes.add_column:          # soft deletes stamp a column of their own
+        ddl.append((f"added_column {DELETED_AT} {DELETED_AT_TYPE}",
+                    add_column_sql(plan.target, Column(DELETED_AT, DELETED_AT, DELETED_AT_TYPE))))
+    loads = plan.loads or bool(deletes and deletes.keys)
+    if not loads:
         statements: list[tuple[str, str]] = []
     elif cfg.mode == "FULL":
         statements = [("replace", replace_table_sql(plan.target, stage_table, cols))]
     else:
-        statements = load_statements(cfg.mode, cfg.truncate_before_insert, plan.target, stage_table, cols,
-                                     plan.window.key_names, plan.window.order_name)
-    return dataclasses.replace(plan, columns=tuple(cols), ddl=tuple(ddl), statements=tuple(statements))
+        statements = [*(delete_statements(plan.target, deletes.key, deletes.keys, soft) if deletes else []),
+                      *load_statements(cfg.mode, cfg.truncate_before_insert, plan.target, stage_table, cols,
+                                       plan.window.key_names, plan.window.order_name, soft)]
+    return dataclasses.replace(plan, columns=tuple(cols), ddl=tuple(ddl), statements=tuple(statements),
+                               loads=loads, deletes=deletes)
 
 
 # ----- run summary -------------------------------------------------------------------
@@ -2140,6 +2294,7 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
+    deleted: int | None = None             # target rows deleted (soft: marked) for source deletes
 
     @property
     def difference(self) -> int | None:
@@ -2150,10 +2305,10 @@ class TableResult:
 
 def summary_table(results: Sequence[TableResult]) -> str:
     """The end-of-run table: one line per table, errors listed below it."""
-    head = ("table", "mode", "target", "source", "delta", "target rows", "diff", "seconds", "status")
+    head = ("table", "mode", "target", "source", "delta", "target rows", "diff", "deleted", "seconds", "status")
     rows = [head] + [
         (r.key, r.mode, r.target, _n(r.source_rows), _n(r.delta_rows), _n(r.target_rows), _n(r.difference),
-         f"{r.seconds:.1f}", r.status)
+         _n(r.deleted), f"{r.seconds:.1f}", r.status)
         for r in results
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
@@ -2193,7 +2348,7 @@ def summary_json(results: Sequence[TableResult], run_id: str, job_name: str, exi
     tables = [{
         "key": r.key, "target": r.target, "mode": r.mode, "status": r.status,
         "rows": {"source": r.source_rows, "read": r.delta_rows, "inserted": r.inserted, "updated": r.updated,
-                 "target": r.target_rows},
+                 "deleted": r.deleted, "target": r.target_rows},
         "difference": r.difference, "seconds": round(r.seconds, 3),
         "error": None if r.error is None else clean(r.error), "verified": _drift_json(r.verified),
     } for r in results]
@@ -2833,7 +2988,8 @@ def metric_values(r: TableResult) -> dict[str, float | None]:
     return {
         "SourceRecordCount": r.source_rows, "FilteredRecordCount": r.delta_rows,
         "TargetRecordCount": r.target_rows, "RowDifference": r.difference,
-        "RowsInserted": r.inserted, "RowsUpdated": r.updated, "DurationSeconds": round(r.seconds, 3),
+        "RowsInserted": r.inserted, "RowsUpdated": r.updated, "RowsDeleted": r.deleted,
+        "DurationSeconds": round(r.seconds, 3),
         "Success": 1 if ok else 0, "Failure": 0 if ok else 1,
     }
 
@@ -2906,6 +3062,8 @@ class Reconciler:
     source row changed after it is counted as ``changed_since_load``, not as drift.
     """
 
+    tgt_where: str | None = None       # target rows compared (DeleteDetector: soft-deleted rows are left out)
+
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
                  log: logging.LoggerAdapter):
@@ -2962,7 +3120,8 @@ class Reconciler:
     def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
         s = self.source.query(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key,
                                                      self.src_hash, lo, hi, width, self.bound))
-        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width))
+        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width,
+                                                self.tgt_where))
         return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
                 {int(b): (int(n), int(h or 0)) for b, n, h in t})
 
@@ -3007,6 +3166,70 @@ class Reconciler:
         return drift
 
 
+class DeleteDetector(Reconciler):
+    """deletes: the target's keys that the source no longer has (``find_deletes``), with the guard.
+
+    The same bucket queries as VERIFY on a key-only hash; runs before anything is written, so the guard's
+    refusal leaves the target and the state as they were. With 'soft', rows already marked are left out.
+    """
+
+    @classmethod
+    def for_table(cls, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
+                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
+                  log: logging.LoggerAdapter) -> Deletes | None:
+        """The table's source deletes, or None when it does not look for them."""
+        if cfg.deletes == "ignore" or cfg.mode not in ("INCREMENTAL", "UPSERT") or cfg.truncate_before_insert:
+            return None
+        with step(log, "deletes", policy=cfg.deletes) as info:
+            found = cls(source, wh, cfg, target, facts, target_cols, state_table, log).detect()
+            info.update(deletes=len(found.keys), target_rows=found.target_rows, ranges_queried=found.ranges_queried,
+                        leaves=found.leaves)
+        return found
+
+    def _plan(self) -> None:
+        cfg, engine = self.cfg, self.source.engine
+        col = self.facts[cfg.primary_key[0].lower()]
+        ttype = self.target_cols.get(col.name.upper())
+        kind = canon_kind(engine, col.type, col.column_type, ttype)[0] if ttype \
+            else CANON_KINDS.get(engine, {}).get(col.type)
+        if kind != "int" and not (ttype is None and kind == "decimal"):
+            raise EtlError(f"{cfg.key}: deletes '{cfg.deletes}' compares key sets by a one-column integer "
+                           f"primary_key, and {col.name} is {col.type}"
+                           + (f" (loaded as {ttype})" if ttype else "") + "; nothing was loaded. Set 'deletes' to "
+                           "'ignore' (FULL or TRUNCATE_INSERT see deletes), or key the table by an integer column")
+        if cfg.deletes == "soft" and any(c.name.upper() == DELETED_AT for c in self.facts.values()):
+            raise EtlError(f"{cfg.key}: deletes 'soft' adds a column {DELETED_AT} to {cfg.target}, and the source "
+                           f"has a column of that name; nothing was loaded. Leave it out with 'columns', or use "
+                           f"deletes 'delete'")
+        self.src_key, self.tgt_key = source_quote(engine, col.name), qi(col.name.upper())
+        self.src_hash, self.tgt_hash = key_hash_sql(engine, self.src_key), key_hash_sql("snowflake", self.tgt_key)
+        self.bound = None
+        self.tgt_where = f"{qi(DELETED_AT)} IS NULL" if DELETED_AT in self.target_cols else None
+
+    def detect(self) -> Deletes:
+        self._plan()
+        soft = self.cfg.deletes == "soft"
+        found = Deletes()
+        if self.target_cols:
+            lo, hi = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
+            if lo is not None:
+                found = find_deletes(int(lo), int(hi), self._buckets, self._keys, self._guard)
+        found.key, found.soft = self.cfg.primary_key[0].upper(), soft
+        found.add_column = soft and DELETED_AT not in self.target_cols
+        return found
+
+    def _keys(self, lo: int, hi: int) -> tuple[set, set]:
+        s = self.source.query(key_hashes_sql(self.src_table, self.src_key, self.src_key, lo, hi))
+        t = self.wh.rows(key_hashes_sql(self.target, self.tgt_key, self.tgt_key, lo, hi, self.tgt_where))
+        return {int(r["k"]) for r in s}, {int(k) for k, _ in t}
+
+    def _guard(self, deletes: int, target_rows: int, at_least: bool) -> None:
+        problem = delete_guard(self.cfg.key, self.cfg.target, deletes, target_rows, self.cfg.max_delete_fraction,
+                               at_least)
+        if problem:
+            raise EtlError(problem)
+
+
 @contextmanager
 def step(logger: logging.LoggerAdapter, name: str, **fields: Any) -> Iterator[dict]:
     """Log one step of a table's run with its duration and what it found (``out``)."""
@@ -3040,13 +3263,16 @@ class Survey:
             nulls = int(source.query_one(null_count_query(engine, ns, name, w.ts))["n"]) \
                 if w.ts and cfg.null_timestamps != "include" else None
             plan = plan_table(cfg, TableFacts(engine, fields, columns, read, target_max, stats, nulls),
-                              t.ctx.cores, t.target)
+                              t.ctx.cores, t.target, t.ctx.args.verify)
             for note in plan.notes:
                 t.log.info("step=plan note=%s", note)
             for warning in plan.warnings:
                 t.log.warning("step=plan %s", warning)
             info.update(mode=cfg.mode, watermark=w.watermark.value if w.watermark else None,
                         window_rows=plan.rows, predicate=json.dumps(w.predicate))
+        # Source deletes (a table's 'deletes' setting): found, and the guard applied, before anything is written.
+        deletes = DeleteDetector.for_table(source, self.wh, cfg, t.target, columns, plan.target_columns,
+                                           t.ctx.state_table, t.log)
         with step(t.log, "extract") as info:
             df = source.read(plan.source_sql, cfg.fetch_size, list(plan.partitions), list(plan.types.text))
             zoned = ZONED_TYPES[engine]
@@ -3056,7 +3282,8 @@ class Survey:
                             else df[f"`{f.name}`"] for f in df.schema.fields])
             if cfg.transform is not None:
                 df = cfg.transform(df)
-            plan = plan_load(plan, cfg, [(f.name, f.dataType) for f in df.schema.fields], fields, t.stage_table)
+            plan = plan_load(plan, cfg, [(f.name, f.dataType) for f in df.schema.fields], fields, t.stage_table,
+                             deletes)
             info.update(partitions=max(1, len(plan.partitions)), verbatim=len(plan.types.text),
                         sql=json.dumps(plan.source_sql),
                         **({"split": json.dumps(list(plan.partitions))} if plan.partitions else {}))
@@ -3206,6 +3433,7 @@ class Load:
         """The source read has no rows for a mode that only adds: the target and the state stay as they are."""
         r = self.r
         r.delta_rows, r.inserted, r.updated = 0, 0, 0
+        r.deleted = 0 if self.plan.deletes is not None else None
         self._before_load()
         r.target_rows = self.plan.read.target_rows or 0
         if r.source_rows is None and not self.plan.windowed:
@@ -3255,9 +3483,12 @@ class Load:
             return
         with wh.transaction():
             self._check_lease(release=True)
+            r.deleted = 0 if self.plan.deletes else None
             for kind, sql in self.plan.statements:
                 cur = wh.execute(sql)
-                if kind == "merge":
+                if kind == "deleted":
+                    r.deleted += deleted_count([c[0] for c in cur.description or []], cur.fetchone())
+                elif kind == "merge":
                     r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
                 elif kind == "insert":
                     r.inserted, r.updated = cur.rowcount, 0
@@ -3300,7 +3531,7 @@ class Table:
             try:
                 plan, df = Survey(self, source, wh).plan()
                 Load(self, plan, df, source, wh).run()
-                if self.cfg.verify or self.ctx.args.verify:
+                if plan.verify:
                     self._verify(source, wh, plan.facts.columns)
             except LeaseTaken as exc:
                 self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"

@@ -60,7 +60,7 @@ MUTATIONS = [
      """f'OR "EXPIRES_AT" <= {_NOW}) AND {no_other}'),""", """f'OR "EXPIRES_AT" <= {_NOW})'),""",
      ["tests/e2e/test_lease_protocol.py"]),
     ("MERGE rewrites every matched row", JOB,
-     'matched = f" WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets}"',
+     "matched = f\" WHEN MATCHED AND ({' OR '.join(differs)}) THEN UPDATE SET {sets}\"",
      'matched = f" WHEN MATCHED THEN UPDATE SET {sets}"',
      ["tests/e2e/test_statement_counts.py", "-k", "reread"]),
     ("widening: a column Snowflake can widen is refused instead", JOB,
@@ -71,6 +71,16 @@ MUTATIONS = [
      'return f"NUMBER({ts + p - s},{ts})" if ts + p - s <= 38 else None',
      ["tests/unit/test_widening.py",
       "tests/e2e/test_widening.py::test_a_scale_change_fails_the_table_and_leaves_the_target_unchanged"]),
+    ("the delete guard never refuses", JOB,
+     "    if deletes == 0 or deletes <= fraction * target_rows:", "    if True:",
+     ["tests/unit/test_deletes.py"]),
+    ("delete detection looks into ranges without target keys", JOB,
+     "        return {k: v for k, v in src.items() if k in tgt}, tgt", "        return src, tgt",
+     ["tests/unit/test_deletes.py"]),
+    ("a soft-deleted key read again stays deleted", JOB,
+     'differs = [_differs(c) for c in non_key] + ([f"t.{qi(DELETED_AT)} IS NOT NULL"] if soft else [])',
+     "differs = [_differs(c) for c in non_key]",
+     ["tests/e2e/test_deletes.py", "-k", "postgres"]),
 ]
 
 

@@ -1,8 +1,10 @@
 """Test launcher: runs glue_etl_job.main() and SIGKILLs the process at one step boundary of one table.
 
 Usage: python tests/e2e/crash_at.py POINT TABLE --JOB_NAME ... (the job's own arguments)
-POINT is extract | stage | copy | transaction | commit:
+POINT is extract | stage | copy | deleted | transaction | commit:
   extract, stage, copy   right after that step of TABLE finished
+  deleted                inside the load transaction, right after the first statement applying source deletes
+                         (``delete_statements``: run TABLE alone, the statement does not name its source)
   transaction            inside the load transaction, after the state row was written, before COMMIT
   commit                 after the load committed, before the metrics and the summary
 Nothing is caught or cleaned up: SIGKILL is what a lost Glue worker or an OOM kill looks like.
@@ -45,6 +47,9 @@ def killing_execute(self, sql, params=None):
     cur = execute(self, sql, params)
     if POINT == "transaction" and sql.startswith(("INSERT INTO", "MERGE INTO")) and g.STATE_TABLE in sql \
             and params and params.get("source") == TABLE:
+        die()
+    if POINT == "deleted" and sql.startswith(("DELETE FROM", "UPDATE ")) and " IN (" in sql \
+            and (sql.startswith("DELETE") or g.DELETED_AT in sql):
         die()
     return cur
 

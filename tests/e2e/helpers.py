@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -88,17 +89,20 @@ def run_job(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e
 
 
 def summary(proc: subprocess.CompletedProcess) -> dict[str, dict]:
-    """The job's summary table, parsed: table -> {mode, source, delta, target, diff, status}."""
+    """The job's summary table, parsed by its header: table -> {mode, source, delta, target, diff, deleted, status}."""
     lines = proc.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("table ") and "status" in line)
+    head = re.split(r"\s{2,}", lines[start].strip())
     out = {}
     for line in lines[start + 2:]:
         parts = line.split()
-        if len(parts) != 9 or parts[-1] not in ("OK", "FAILED", "SKIPPED", "DRIFT"):
+        if len(parts) != len(head) or parts[-1] not in ("OK", "FAILED", "SKIPPED", "DRIFT"):
             break
-        key, mode, target, source, delta, target_rows, diff, seconds, status = parts
-        out[key] = {"mode": mode, "target": target, "source": _int(source), "delta": _int(delta),
-                    "target_rows": _int(target_rows), "diff": _int(diff), "status": status}
+        row = dict(zip(head, parts, strict=True))
+        out[row["table"]] = {"mode": row["mode"], "target": row["target"], "source": _int(row["source"]),
+                             "delta": _int(row["delta"]), "target_rows": _int(row["target rows"]),
+                             "diff": _int(row["diff"]), "deleted": _int(row.get("deleted", "-")),
+                             "status": row["status"]}
     return out
 
 

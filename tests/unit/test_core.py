@@ -421,7 +421,7 @@ def test_summary_and_metrics():
     text = g.summary_table([ok, bad])
     assert "1/2 tables OK" in text and "ops.tickets: boom" in text
     assert text.splitlines()[2].split() == ["sales.orders", "INCREMENTAL", "RAW.ORDERS", "10", "2", "10", "0",
-                                            "1.2", "OK"]
+                                            "-", "1.2", "OK"]
     values = g.metric_values(ok)
     assert values["RowDifference"] == 0 and values["Success"] == 1 and values["Failure"] == 0
     assert g.metric_values(bad)["Failure"] == 1

@@ -159,14 +159,14 @@ def test_summary_json_is_one_line_with_every_number():
         "status": "FAILED", "exit_code": 1, "tables_ok": 1, "tables_total": 3, "error": None}
     assert doc["tables"] == [
         {"key": "sales.orders", "target": "RAW.ORDERS", "mode": "INCREMENTAL", "status": "OK",
-         "rows": {"source": 120, "read": 7, "inserted": 3, "updated": 4, "target": 120},
+         "rows": {"source": 120, "read": 7, "inserted": 3, "updated": 4, "deleted": None, "target": 120},
          "difference": 0, "seconds": 2.346, "error": None, "verified": None},
         {"key": "ops.tickets", "target": "RAW.TICKETS", "mode": "FULL", "status": "FAILED",
-         "rows": {"source": 50, "read": None, "inserted": None, "updated": None, "target": None},
+         "rows": {"source": 50, "read": None, "inserted": None, "updated": None, "deleted": None, "target": None},
          "difference": None, "seconds": 0.5,
          "error": "ops.tickets: cannot connect as etl with password ***\nretry later", "verified": None},
         {"key": "sales.events", "target": "RAW.EVENTS", "mode": "UPSERT", "status": "DRIFT",
-         "rows": {"source": 10, "read": 10, "inserted": 10, "updated": 0, "target": 11},
+         "rows": {"source": 10, "read": 10, "inserted": 10, "updated": 0, "deleted": None, "target": 11},
          "difference": -1, "seconds": 1.0, "error": None,
          "verified": {"rows": 10, "mismatched": 3, "missing": 1, "extra": 2, "different": 0,
                       "changed_since_load": 1}}]
