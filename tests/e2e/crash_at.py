@@ -1,9 +1,10 @@
 """Test launcher: runs glue_etl_job.main() and SIGKILLs the process at one step boundary of one table.
 
 Usage: python tests/e2e/crash_at.py POINT TABLE --JOB_NAME ... (the job's own arguments)
-POINT is extract | stage | copy | transaction | commit:
+POINT is extract | stage | copy | transaction | history | commit:
   extract, stage, copy   right after that step of TABLE finished
   transaction            inside the load transaction, after the state row was written, before COMMIT
+  history                inside the load transaction, after the load history row was written, before COMMIT
   commit                 after the load committed, before the metrics and the summary
 Nothing is caught or cleaned up: SIGKILL is what a lost Glue worker or an OOM kill looks like.
 """
@@ -45,6 +46,9 @@ def killing_execute(self, sql, params=None):
     cur = execute(self, sql, params)
     if POINT == "transaction" and sql.startswith(("INSERT INTO", "MERGE INTO")) and g.STATE_TABLE in sql \
             and params and params.get("source") == TABLE:
+        die()
+    if POINT == "history" and sql.startswith("MERGE INTO") and g.HISTORY_TABLE in sql \
+            and params and params.get("table") == TABLE and params.get("loaded"):
         die()
     return cur
 
