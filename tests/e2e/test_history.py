@@ -2,7 +2,8 @@
 
 Three runs. Run 1 loads four tables. Run 2: ``ok`` has new rows and a new column (a delta and an
 ALTER), ``same`` has nothing new, ``bad`` names a column the source lacks (FAILED before its plan
-read), ``skip``'s lease is held by another holder (SKIPPED). Each table's history row is compared
+read), ``skip``'s lease is held by another holder (SKIPPED), ``drift`` loads a new row and VERIFY
+finds the row deleted from its target meanwhile (DRIFT). Each table's history row is compared
 with the run's summary and log; LagSeconds is read back from CloudWatch for the loaded table and
 for the failed and skipped ones (from the watermark the state committed). Run 3 is SIGKILLed inside
 ``ok``'s load transaction, right after its history row was sent: no row claims that load.
@@ -24,7 +25,7 @@ from tests.e2e import helpers as h
 HISTORY = g.fqn("ETL_DB", "ETL_META", g.HISTORY_TABLE)
 STATE = g.fqn("ETL_DB", "ETL_META", g.STATE_TABLE)
 LEASE = g.fqn("ETL_DB", "ETL_META", g.LEASE_TABLE)
-TABLES = ("ok", "same", "bad", "skip")
+TABLES = ("ok", "same", "bad", "skip", "drift")
 COLUMNS = ("RUN_ID", "JOB_NAME", "TABLE_KEY", "TARGET_TABLE", "MODE", "STATUS", "LOADED", "ROWS_READ",
            "ROWS_INSERTED", "ROWS_UPDATED", "WATERMARK_COLUMN", "WATERMARK_BEFORE", "WATERMARK_AFTER",
            "DDL_APPLIED", "ERROR", "SECONDS")
@@ -41,6 +42,8 @@ def registry(bad_column: bool = False) -> dict:
             entry["timestamp_column"] = "UPDATED_AT"
         if t == "bad" and bad_column:
             entry["columns"] = ["ID", "UPDATED_AT", "NO_SUCH_COLUMN"]
+        if t == "drift":
+            entry["verify"] = True
         out[f"hist.{t}"] = entry
     return out
 
@@ -89,6 +92,8 @@ def runs(stack_env, tmp_path_factory):
         cur.execute("INSERT INTO hist.ok SELECT g, 'new' || g, %s + g * interval '1 minute', g "
                     "FROM generate_series(11, 13) g", (BASE,))
         cur.execute("UPDATE hist.ok SET v = 'changed', updated_at = %s + interval '5 minutes' WHERE id = 2", (BASE,))
+        cur.execute("INSERT INTO hist.drift VALUES (11, 'new', %s + interval '1 hour')", (BASE,))
+    h.sf_execute('DELETE FROM ETL_DB.HIST.DRIFT WHERE "ID" = 3')     # drift VERIFY must find
     # Another run's live lease on HIST.SKIP (its row exists since run 1, released).
     h.sf_execute(f"UPDATE {LEASE} SET \"HOLDER\" = 'another-run', "
                  f"\"ACQUIRED_AT\" = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ, "
@@ -169,6 +174,15 @@ def test_tables_that_loaded_nothing_record_no_change(runs):
         assert (r["WATERMARK_COLUMN"], r["WATERMARK_BEFORE"], r["WATERMARK_AFTER"]) == \
             ("UPDATED_AT", committed[t], committed[t]), t
         assert state_watermark(f"HIST.{t.upper()}") == committed[t]
+
+
+def test_a_drift_found_by_verify_sets_the_status_of_the_loads_row(runs):
+    _, second, _, _ = runs
+    r = history("e2e-hist-2")["hist.drift"]
+    assert (r["STATUS"], r["LOADED"], r["ROWS_READ"], r["ROWS_INSERTED"]) == ("DRIFT", True, 2, 1)
+    assert r["ERROR"] == "VERIFY 1 mismatched of 11 rows (missing 1, extra 0, different 0)"
+    assert f"hist.drift: {r['ERROR']}" in second.stdout
+    assert r["WATERMARK_AFTER"] == state_watermark("HIST.DRIFT") == g.timestamp_text(BASE + dt.timedelta(hours=1))
 
 
 def test_lag_seconds_is_published_for_loaded_failed_and_skipped_tables(runs):
