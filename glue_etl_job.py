@@ -2295,6 +2295,13 @@ class TableResult:
     error: str | None = None
     verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
     deleted: int | None = None             # target rows deleted (soft: marked) for source deletes
+    # For the load history and freshness (README "Load history", "Freshness"):
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    watermark_column: str | None = None    # the state's watermark column (upper case)
+    watermark_before: str | None = None    # the committed watermark when the run started (state row)
+    watermark_after: str | None = None     # the watermark the load writes (committed when ``committed``)
+    ddl: list[str] = field(default_factory=list)   # schema DDL sent before the load (CREATE / ALTER)
+    committed: bool = False                # the load transaction committed (the target changed)
 
     @property
     def difference(self) -> int | None:
@@ -2357,6 +2364,79 @@ def summary_json(results: Sequence[TableResult], run_id: str, job_name: str, exi
            "tables_ok": sum(r.status in ("OK", "PLANNED") for r in results), "tables_total": len(results),
            "error": None if error is None else clean(error), "tables": tables}
     return json.dumps(doc, ensure_ascii=True, allow_nan=False)
+
+
+# ----- load history and freshness --------------------------------------------------------
+
+HISTORY_TABLE = "ETL_LOAD_HISTORY"
+# (column, bind parameter, type): one row per table run (README "Load history").
+_HISTORY_COLUMNS = (
+    ("RUN_ID", "run_id", "VARCHAR"), ("JOB_NAME", "job", "VARCHAR"), ("TABLE_KEY", "table", "VARCHAR"),
+    ("TARGET_TABLE", "target", "VARCHAR"), ("MODE", "mode", "VARCHAR"), ("STATUS", "status", "VARCHAR"),
+    ("LOADED", "loaded", "BOOLEAN"), ("ROWS_READ", "rows_read", "NUMBER(19,0)"),
+    ("ROWS_INSERTED", "inserted", "NUMBER(19,0)"), ("ROWS_UPDATED", "updated", "NUMBER(19,0)"),
+    ("ROWS_DELETED", "deleted", "NUMBER(19,0)"), ("WATERMARK_COLUMN", "column", "VARCHAR"),
+    ("WATERMARK_BEFORE", "watermark_before", "VARCHAR"), ("WATERMARK_AFTER", "watermark_after", "VARCHAR"),
+    ("DDL_APPLIED", "ddl", "VARCHAR"), ("SECONDS", "seconds", "NUMBER(12,3)"), ("ERROR", "error", "VARCHAR"),
+    ("STARTED_AT", "started_at", "TIMESTAMP_NTZ(6)"),
+)
+# What a later write of the same run and table changes in a row the load transaction wrote:
+# the table's final status (DRIFT after VERIFY, FAILED after a later step), never what was loaded.
+_HISTORY_FINAL = ("STATUS", "SECONDS", "ERROR")
+
+
+def create_history_table_sql(history: str) -> str:
+    cols = ", ".join(f"{qi(c)} {t}" for c, _, t in _HISTORY_COLUMNS)
+    return f'CREATE TABLE IF NOT EXISTS {history} ({cols}, "FINISHED_AT" TIMESTAMP_NTZ(6))'
+
+
+def write_history_sql(history: str) -> str:
+    """A table run's history row in one statement, keyed by (RUN_ID, TABLE_KEY).
+
+    Inside the load transaction it inserts the row that commits with the load; after the run it
+    inserts the row of a run that loaded nothing, or sets the final status of the row the load wrote.
+    """
+    src = ", ".join(f"CAST(%({p})s AS {t}) AS {qi(c)}" for c, p, t in _HISTORY_COLUMNS)
+    names = ", ".join(qi(c) for c, _, _ in _HISTORY_COLUMNS)
+    values = ", ".join(f"s.{qi(c)}" for c, _, _ in _HISTORY_COLUMNS)
+    sets = ", ".join(f"{qi(c)} = s.{qi(c)}" for c in _HISTORY_FINAL)
+    return (f'MERGE INTO {history} t USING (SELECT {src}) s '
+            f'ON t."RUN_ID" = s."RUN_ID" AND t."TABLE_KEY" = s."TABLE_KEY" '
+            f'WHEN MATCHED THEN UPDATE SET {sets}, "FINISHED_AT" = {_NOW} '
+            f'WHEN NOT MATCHED THEN INSERT ({names}, "FINISHED_AT") VALUES ({values}, {_NOW})')
+
+
+def committed_watermark(r: TableResult) -> str | None:
+    """The table's watermark as committed in the state table once this run is over."""
+    return r.watermark_after if r.committed else r.watermark_before
+
+
+def history_params(r: TableResult, run_id: str, job: str, loaded: bool, now: dt.datetime) -> dict[str, Any]:
+    """The bind parameters of ``write_history_sql``. ``loaded``: the row goes into the load's own
+    transaction. A row written outside it loaded nothing: 0 rows changed, the watermark unchanged."""
+    drift = verify_summary(r.verified) if r.status == "DRIFT" and r.verified is not None else None
+    changed = (r.inserted, r.updated, r.deleted) if loaded else (0, 0, 0)
+    return {"run_id": run_id, "job": job, "table": r.key, "target": r.target, "mode": r.mode,
+            "status": "OK" if loaded else r.status, "loaded": loaded, "rows_read": r.delta_rows,
+            "inserted": changed[0], "updated": changed[1], "deleted": changed[2], "column": r.watermark_column,
+            "watermark_before": r.watermark_before,
+            "watermark_after": r.watermark_after if loaded else committed_watermark(r),
+            "ddl": ";\n".join(r.ddl) or None, "seconds": round((now - r.started_at).total_seconds(), 3),
+            "error": r.error or drift, "started_at": timestamp_text(r.started_at)}
+
+
+_TIMESTAMP_TEXT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def lag_seconds(watermark: str | None, now: dt.datetime) -> float | None:
+    """Freshness: ``now`` minus a timestamp watermark (``timestamp_text``: UTC wall clock); None for
+    no watermark or an integer one. A negative lag (a watermark ahead of ``now``) is returned as is."""
+    if watermark is None or not Watermark("", watermark).is_timestamp:
+        return None
+    loaded = dt.datetime.strptime(watermark, _TIMESTAMP_TEXT).replace(tzinfo=dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    return round((now - loaded).total_seconds(), 3)
 
 
 # ----- secrets never reach logs ----------------------------------------------------------
@@ -2969,7 +3049,7 @@ class Metrics:
     """CloudWatch custom metrics, one put_metric_data per table (dimensions JobName, Table)."""
 
     NAMESPACE = "GlueETL"
-    UNITS = {"DurationSeconds": "Seconds"}
+    UNITS = {"DurationSeconds": "Seconds", "LagSeconds": "Seconds"}
 
     def __init__(self, cloudwatch_client: Any, job_name: str, namespace: str = NAMESPACE):
         self._cw = cloudwatch_client
@@ -2983,7 +3063,8 @@ class Metrics:
         self._cw.put_metric_data(Namespace=self.namespace, MetricData=data)
 
 
-def metric_values(r: TableResult) -> dict[str, float | None]:
+def metric_values(r: TableResult, now: dt.datetime | None = None) -> dict[str, float | None]:
+    """The table's metrics; ``now`` (default: this worker's clock, UTC) is what LagSeconds is measured at."""
     ok = r.status == "OK"
     return {
         "SourceRecordCount": r.source_rows, "FilteredRecordCount": r.delta_rows,
@@ -2991,7 +3072,50 @@ def metric_values(r: TableResult) -> dict[str, float | None]:
         "RowsInserted": r.inserted, "RowsUpdated": r.updated, "RowsDeleted": r.deleted,
         "DurationSeconds": round(r.seconds, 3),
         "Success": 1 if ok else 0, "Failure": 0 if ok else 1,
+        "LagSeconds": lag_seconds(committed_watermark(r), now or dt.datetime.now(dt.UTC)),
     }
+
+
+class LoadHistory:
+    """Writes each table run's row in <STATE_SCHEMA>.ETL_LOAD_HISTORY (README "Load history").
+
+    ``write`` runs inside the load transaction: the row commits with the load or not at all.
+    ``finish`` runs when the table's run is over: the row of a run that loaded nothing (failed,
+    skipped, no delta), on a usable connection, or the final status of a loaded row (DRIFT, or
+    FAILED by a step after the load). A failure to write it is logged and changes no result.
+    """
+
+    def __init__(self, connections: ThreadConnections, table: str, state_table: str, job: str, run_id: str):
+        self._connections = connections
+        self.table = table
+        self._state = state_table
+        self._job = job
+        self._run_id = run_id
+
+    def write(self, wh: Warehouse, r: TableResult) -> None:
+        wh.execute(write_history_sql(self.table), self._params(r, loaded=True))
+
+    def finish(self, r: TableResult) -> None:
+        if r.committed and r.status == "OK":
+            return                                  # the load's own row says it all
+        try:
+            wh = self._connections.get()            # a failed table's connection was discarded: a new one
+            if not r.committed and r.status != "OK" and r.watermark_before is None:
+                # Failed before the plan read (or skipped): the state still has the committed watermark.
+                row = wh.rows(read_state_sql(self._state), {"target": r.target})
+                if row:
+                    r.watermark_column, r.watermark_before = row[0][0], row[0][1]
+            wh.execute(write_history_sql(self.table), self._params(r, loaded=False))
+        except Exception as exc:  # the history must never hide the table's own result
+            log.warning("table=%s step=history error=%s note=no history row written for this run", r.key,
+                        REDACTOR.clean(f"{type(exc).__name__}: {exc}"))
+            self._connections.discard()
+
+    def _params(self, r: TableResult, loaded: bool) -> dict[str, Any]:
+        params = history_params(r, self._run_id, self._job, loaded, dt.datetime.now(dt.UTC))
+        if params["error"]:
+            params["error"] = REDACTOR.clean(params["error"])
+        return params
 
 
 # =====================================================================================
@@ -3014,9 +3138,12 @@ class RunContext:
     cores: int = 2
     leases: Leases = field(init=False)
     connections: ThreadConnections = field(init=False)
+    history: LoadHistory = field(init=False)
 
     def __post_init__(self) -> None:
         self.connections = ThreadConnections(self.warehouse)
+        self.history = LoadHistory(self.connections, self.history_table, self.state_table, self.args.job_name,
+                                   self.run_id)
         # The lease holder names this run and is unique even for two runs started in the same microsecond.
         self.leases = Leases(self.warehouse, self.lease_table, f"{self.run_id}-{uuid.uuid4().hex[:8]}",
                              self.args.lease_seconds, self.args.lease_wait_seconds)
@@ -3032,6 +3159,10 @@ class RunContext:
     @property
     def lease_table(self) -> str:
         return fqn(self.snowflake.database, self.args.state_schema, LEASE_TABLE)
+
+    @property
+    def history_table(self) -> str:
+        return fqn(self.snowflake.database, self.args.state_schema, HISTORY_TABLE)
 
 
 class TableLog(logging.LoggerAdapter):
@@ -3254,6 +3385,7 @@ class Survey:
         with step(t.log, "plan") as info:
             fields = {f.name: f.dataType for f in source.schema(ns, name).fields}
             read = self._plan_read()
+            t.result.watermark_column, t.result.watermark_before = read.state_column, read.state_watermark
             column = needs_target_max(cfg, list(fields), read)
             target_max = watermark_text(self.wh.scalar(max_sql(t.target, column))) if column else None
             w = plan_window(cfg, engine, fields, read, target_max)
@@ -3421,6 +3553,7 @@ class Load:
             new_wm = w.watermark.value           # nothing new: keep the old watermark
         state = {"target": cfg.target, "source": cfg.key, "mode": cfg.mode, "column": delta, "watermark": new_wm,
                  "run_id": t.ctx.run_id, "rows": int(staged)}
+        r.watermark_column, r.watermark_after = delta, new_wm
         self._before_load()
         with step(t.log, "load") as info:
             self._load(int(staged), state)
@@ -3446,6 +3579,7 @@ class Load:
             self.r.source_rows = int(self.source_count.result()["n"])
         for what, sql in self.plan.ddl:
             self.wh.execute(sql)
+            self.r.ddl.append(sql)
             self.t.log.info("step=ddl %s", what)
 
     def _copy(self, prefix: str, files: Sequence[str]) -> int:
@@ -3477,7 +3611,10 @@ class Load:
             for _, sql in self.plan.statements:
                 wh.execute(sql)
             r.inserted, r.updated = staged, 0
-            wh.execute(write_state_sql(t.ctx.state_table), state)
+            with wh.transaction():                       # the history row commits with the state
+                t.ctx.history.write(wh, r)
+                wh.execute(write_state_sql(t.ctx.state_table), state)
+            r.committed = True
             t.ctx.leases.release(wh, self.cfg.target)     # the target is loaded: counting it needs no lease
             t.released = True
             return
@@ -3492,7 +3629,9 @@ class Load:
                     r.inserted, r.updated = merge_counts([d[0] for d in cur.description or []], cur.fetchone())
                 elif kind == "insert":
                     r.inserted, r.updated = cur.rowcount, 0
+            t.ctx.history.write(wh, r)                   # commits with the load, or not at all
             wh.execute(write_state_sql(t.ctx.state_table), state)
+        r.committed = True
         t.released = True
 
     def _check_lease(self, release: bool) -> None:
@@ -3545,6 +3684,7 @@ class Table:
             self._failed(exc)
         finally:
             self.result.seconds = time.monotonic() - started
+            self.ctx.history.finish(self.result)
             self._publish()
         return self.result
 
@@ -3605,6 +3745,7 @@ def run_tables(tables: Sequence[TableConfig], ctx: RunContext) -> list[TableResu
             wh.execute(create_schema_sql(ctx.snowflake.database, schema))
         wh.execute(create_state_table_sql(ctx.state_table))
         wh.execute(create_lease_table_sql(ctx.lease_table))
+        wh.execute(create_history_table_sql(ctx.history_table))
     finally:
         wh.close()
     ctx.leases.start()

@@ -81,6 +81,14 @@ MUTATIONS = [
      'differs = [_differs(c) for c in non_key] + ([f"t.{qi(DELETED_AT)} IS NOT NULL"] if soft else [])',
      "differs = [_differs(c) for c in non_key]",
      ["tests/e2e/test_deletes.py", "-k", "postgres"]),
+    ("the load's history row commits on its own, before the load", JOB,
+     "        wh.execute(write_history_sql(self.table), self._params(r, loaded=True))",
+     "        self._connections._connect().execute(write_history_sql(self.table), self._params(r, loaded=True))",
+     ["tests/e2e/test_history.py::test_no_history_row_claims_a_load_killed_before_its_commit"]),
+    ("a history row outside the load keeps the rolled-back MERGE's counts", JOB,
+     "    changed = (r.inserted, r.updated, r.deleted) if loaded else (0, 0, 0)",
+     "    changed = (r.inserted, r.updated, r.deleted)",
+     ["tests/unit/test_history.py"]),
 ]
 
 

@@ -1,11 +1,12 @@
 """Test launcher: runs glue_etl_job.main() and SIGKILLs the process at one step boundary of one table.
 
 Usage: python tests/e2e/crash_at.py POINT TABLE --JOB_NAME ... (the job's own arguments)
-POINT is extract | stage | copy | deleted | transaction | commit:
+POINT is extract | stage | copy | deleted | transaction | history | commit:
   extract, stage, copy   right after that step of TABLE finished
   deleted                inside the load transaction, right after the first statement applying source deletes
                          (``delete_statements``: run TABLE alone, the statement does not name its source)
   transaction            inside the load transaction, after the state row was written, before COMMIT
+  history                inside the load transaction, after the load history row was written, before COMMIT
   commit                 after the load committed, before the metrics and the summary
 Nothing is caught or cleaned up: SIGKILL is what a lost Glue worker or an OOM kill looks like.
 """
@@ -29,14 +30,14 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-step = g.Table._step
+step = g.step
 
 
 @contextmanager
-def killing_step(self, name, **fields):
-    with step(self, name, **fields) as out:
+def killing_step(logger, name, **fields):
+    with step(logger, name, **fields) as out:
         yield out
-    if self.cfg.key == TABLE and STEP_AFTER.get(POINT) == name:
+    if logger.extra["table"] == TABLE and STEP_AFTER.get(POINT) == name:
         die()
 
 
@@ -51,9 +52,12 @@ def killing_execute(self, sql, params=None):
     if POINT == "deleted" and sql.startswith(("DELETE FROM", "UPDATE ")) and " IN (" in sql \
             and (sql.startswith("DELETE") or g.DELETED_AT in sql):
         die()
+    if POINT == "history" and sql.startswith("MERGE INTO") and g.HISTORY_TABLE in sql \
+            and params and params.get("table") == TABLE and params.get("loaded"):
+        die()
     return cur
 
 
-g.Table._step = killing_step
+g.step = killing_step
 g.Warehouse.execute = killing_execute
 sys.exit(g.main([sys.argv[0], *sys.argv[3:]]))

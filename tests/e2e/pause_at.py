@@ -18,19 +18,19 @@ import glue_etl_job as g  # noqa: E402
 STEP, TABLE = sys.argv[1], sys.argv[2]
 NO_HEARTBEAT = len(sys.argv) > 3 and sys.argv[3] == "no-heartbeat"
 JOB_ARGS = sys.argv[4:] if NO_HEARTBEAT else sys.argv[3:]
-step = g.Table._step
+step = g.step
 
 
 @contextmanager
-def pausing_step(self, name, **fields):
-    with step(self, name, **fields) as out:
+def pausing_step(logger, name, **fields):
+    with step(logger, name, **fields) as out:
         yield out
-    if self.cfg.key == TABLE and name == STEP:
+    if logger.extra["table"] == TABLE and name == STEP:
         print(f"PAUSED {TABLE}", flush=True)
         sys.stdin.readline()
 
 
-g.Table._step = pausing_step
+g.step = pausing_step
 if NO_HEARTBEAT:
     g.Leases.start = lambda self: None
 sys.exit(g.main([sys.argv[0], *JOB_ARGS]))

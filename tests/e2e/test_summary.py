@@ -62,7 +62,8 @@ def test_the_json_summary_agrees_with_the_readable_one_the_target_and_the_state(
                                      r["target_rows"], r["diff"])
     good, missing = tables["summ.good"], tables["summ.missing"]
     rows = h.assert_table_equal("postgres", "affiliate", "summ.good", "ETL_DB.SUMM.GOOD", "id")
-    assert rows == 37 and good["rows"] == {"source": 37, "read": 37, "inserted": 37, "updated": 0, "target": 37}
+    assert rows == 37 and good["rows"] == {"source": 37, "read": 37, "inserted": 37, "updated": 0, "deleted": None,
+                                        "target": 37}
     assert good["error"] is None and good["verified"] == {"rows": 37, "mismatched": 0, "missing": 0, "extra": 0,
                                                           "different": 0, "changed_since_load": 0}
     assert missing["status"] == "FAILED" and missing["verified"] is None

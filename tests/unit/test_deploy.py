@@ -114,7 +114,7 @@ def test_make_deploy_check_passes_and_fails_on_a_broken_copy(tmp_path):
 
 def test_alarms_and_dashboard_use_the_jobs_namespace_metrics_and_dimensions():
     queries = _template_expressions()
-    assert len(queries) == 3 + 10            # three alarms, ten dashboard widgets
+    assert len(queries) == 3 + 11            # three alarms, eleven dashboard widgets
     charted = set()
     for query in queries:
         m = EXPRESSION.fullmatch(query)
