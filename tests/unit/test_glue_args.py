@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 from awsglue.utils import getResolvedOptions
 
@@ -170,17 +169,9 @@ def test_on_glue_is_told_by_the_environment_or_the_run_id():
 
 
 @pytest.fixture
-def bucket(monkeypatch):
-    from moto import mock_aws
-
-    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="staging")
-        yield s3
+def bucket(moto_s3):
+    moto_s3.create_bucket(Bucket="staging")
+    return moto_s3
 
 
 def keys(s3) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import boto3
 import pytest
 from awsglue.utils import getResolvedOptions
 
@@ -95,17 +94,9 @@ def test_s3_location():
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    from moto import mock_aws
-
-    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="etl-runs")
-        yield client
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket="etl-runs")
+    return moto_s3
 
 
 def test_write_output_to_a_local_file_replaces_it_whole(tmp_path):
