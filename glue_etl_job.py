@@ -3431,20 +3431,20 @@ class Survey:
         t = self.t
         params = {**t.ctx.leases.params(t.cfg.target), "schema": t.cfg.target_schema, "table": t.cfg.target_name}
         db, state, lease = t.ctx.snowflake.database, t.ctx.state_table, t.ctx.leases.table
-        counted = t.cfg.mode != "FULL"
-        try:
-            rows = self.wh.rows(plan_read_sql(db, state, lease, t.target if counted else None), params)
-        except EtlError as exc:
-            if not counted or "002003" not in str(exc):
-                raise
-            counted = False
+        failed: EtlError | None = None
+        for counted in ((True, False) if t.cfg.mode != "FULL" else (False,)):
             try:
-                rows = self.wh.rows(plan_read_sql(db, state, lease, None), params)
-            except EtlError as again:
-                if self.claimed or "002003" not in str(again):
+                rows = self.wh.rows(plan_read_sql(db, state, lease, t.target if counted else None), params)
+                break
+            except EtlError as exc:
+                if "002003" not in str(exc):
                     raise
-                cols = self.wh.rows(target_columns_sql(db), params)
-                return PlanRead(0, None, None, None, None, {r[0]: target_type(*r[1:]) for r in cols})
+                failed = exc
+        else:       # the job's state table is missing too: a dry run before the job's first run
+            if self.claimed:
+                raise failed
+            cols = {r[0]: target_type(*r[1:]) for r in self.wh.rows(target_columns_sql(db), params)}
+            return PlanRead(0, None, None, None, int(self.wh.scalar(count_sql(t.target))) if cols else None, cols)
         read = PlanRead.from_rows(rows, counted)
         if self.claimed:
             t.ctx.leases.confirm(t.cfg.target, read)
@@ -3620,7 +3620,7 @@ class Load:
             return
         with wh.transaction():
             self._check_lease(release=True)
-            r.deleted = 0 if self.plan.deletes else None
+            r.deleted = 0 if self.plan.deletes is not None else None
             for kind, sql in self.plan.statements:
                 cur = wh.execute(sql)
                 if kind == "deleted":

@@ -142,7 +142,7 @@ def warmup() -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=WARMUP_BUCKET)
     sources = {   # per source engine: a database that exists before any seeding, and inline rows
-        "postgres": ("affiliate",
+        "postgres": ("postgres",
                      "SELECT * FROM (VALUES (1::bigint, 'a,\"b\"'::text, 1.50::numeric(12,2), "
                      "TIMESTAMP '2024-01-01 00:00:00.5', TIMESTAMPTZ '2024-01-01 00:00:00+00', "
                      "DATE '2024-01-01', true, 1.5::float8, '\\x00ff'::bytea)) v(id, t, n, ts, tz, d, b, f, bin)",

@@ -95,3 +95,17 @@ def test_a_table_that_cannot_be_planned_fails_the_dry_run_and_the_others_are_pla
     plans = {p["table"]: p for p in doc["tables"]}
     assert "sales.nope" in plans["sales.nope"]["error"] and plans["sales.orders"]["rows"] >= 1
     assert "1/2 tables planned" in proc.stdout
+
+
+def test_a_dry_run_before_the_jobs_first_run_plans_from_the_target(loaded, tmp_path):
+    """A state schema that does not exist yet (no state, lease or history table): the plan starts at
+    the target's MAX, as the first real run would, and nothing is created."""
+    before = snowflake_snapshot()
+    proc = h.run_job(tmp_path, None, "--DRY_RUN", "true", "--STATE_SCHEMA", "ETL_DRY_NEW", "--TABLES", "sales.orders",
+                     job_name=JOB)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert snowflake_snapshot() == before          # no state, lease or history table was created
+    orders = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith('{"run_id"')))["tables"][0]
+    high = h.sf_scalar('SELECT MAX("UPDATED_AT") FROM ETL_DB.RAW.ORDERS')
+    assert orders["watermark"] == f"{high:%Y-%m-%d %H:%M:%S.%f}"
+    assert orders["notes"] == ["no state yet, starting from the target's MAX(UPDATED_AT)"]
