@@ -1750,6 +1750,10 @@ CANON_KINDS = {
         "text": "text", "character varying": "text", "uuid": "text", "json": "text", "jsonb": "text",
         "boolean": "bool", "date": "date", "timestamp without time zone": "ts_ntz",
         "timestamp with time zone": "ts_tz", "bytea": "binary",
+        # loaded as the server's text (``column_travel``: CAST(c AS text); char(n) without its blanks)
+        "character": "text", "time with time zone": "text", "interval": "text", "bit varying": "text",
+        "bit": "text", "xml": "text", "cidr": "text",
+        "time without time zone": "time", "money": "money", "inet": "inet", "array": "json_array",
     },
     "mysql": {
         "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "bigint": "int",
@@ -1759,12 +1763,14 @@ CANON_KINDS = {
         "date": "date", "datetime": "ts_ntz", "timestamp": "ts_tz",
         "binary": "binary", "varbinary": "binary", "tinyblob": "binary", "blob": "binary",
         "mediumblob": "binary", "longblob": "binary",
+        "time": "text", "year": "plus0", "bit": "plus0",    # TIME as its text; YEAR, BIT(n) as the number c + 0
     },
 }
 # The Snowflake type family (``type_family``) a kind must have been loaded into.
 KIND_FAMILIES = {"int": "number", "decimal": "number", "float4": "float", "float8": "float", "text": "text",
                  "bool": "boolean", "date": "date", "ts_ntz": "timestamp", "ts_tz": "timestamp",
-                 "binary": "binary"}
+                 "binary": "binary", "time": "time", "money": "number", "inet": "text", "json_array": "variant",
+                 "bit_bool": "boolean", "plus0": "number"}
 NULL_MARK = "'N'"
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
@@ -1776,6 +1782,8 @@ def canon_kind(engine: str, data_type: str, column_type: str, target_type_text: 
     if kind == "int" and engine == "mysql" and column_type.lower().startswith("tinyint(1)") \
             and type_family(target) == "boolean":
         kind = "bool"                           # MySQL BOOLEAN (tinyint(1)) loaded as BOOLEAN
+    if kind is not None and data_type.lower() == "bit" and type_family(target) == "boolean":
+        kind = "bit_bool"                       # bit(1), both engines, loaded as BOOLEAN
     if kind is None:
         return None, f"source type {data_type} has no canonical form for VERIFY yet"
     if type_family(target) != KIND_FAMILIES[kind]:
@@ -1818,6 +1826,30 @@ def _float_canon(dialect: str, x: str) -> str:
             f"WHEN {x} = CAST('-{inf}' AS {t}) THEN '-inf' {zero} ELSE {finite} END")
 
 
+# Kinds whose canonical text is one expression per dialect ({c}: the quoted column), each the text the
+# job loads (``column_travel``) on the source side and the same text from the loaded value on Snowflake:
+# time: 'HH:MI:SS.ffffff' (PostgreSQL time loaded as TIME(6)). inet: PostgreSQL's output text, as the
+# driver reads it ('10.0.0.1'; CAST(inet AS text) would add '/32'). json_array: a PostgreSQL array as
+# the JSON text the job stages (to_json), against TO_JSON of the VARIANT that PARSE_JSON made of it.
+# bit_bool: bit(1) loaded as BOOLEAN, '1'/'0'. plus0: MySQL YEAR and BIT(n) as the number c + 0.
+_FIXED_FORMS = {
+    "time": {"postgres": "TO_CHAR({c}, 'HH24:MI:SS.US')", "snowflake": "TO_VARCHAR({c}, 'HH24:MI:SS.FF6')"},
+    "inet": {"postgres": "CASE WHEN {c} IS NOT NULL THEN FORMAT('%s', {c}) END", "snowflake": "TO_VARCHAR({c})"},
+    "json_array": {"postgres": "CAST(TO_JSON({c}) AS TEXT)", "snowflake": "TO_JSON({c})"},
+    "bit_bool": {"postgres": "CAST({c} AS TEXT)", "mysql": "CAST({c} + 0 AS CHAR)",
+                 "snowflake": "CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"},
+    "plus0": {"mysql": "CAST({c} + 0 AS CHAR)", "snowflake": "TO_VARCHAR({c})"},
+}
+
+
+def fixed_form_sql(dialect: str, kind: str, col: str) -> str:
+    """The canonical text of a ``_FIXED_FORMS`` kind; a dialect that never has the kind is an error."""
+    form = _FIXED_FORMS[kind].get(dialect)
+    if form is None:
+        raise ValueError(f"canonical kind {kind!r} does not occur on {dialect}")
+    return form.format(c=col)
+
+
 def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
 
@@ -1826,9 +1858,13 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     text names (what the extract staged). text/JSON: the string itself (JSON as loaded: the source's
     text). bool: 1/0 (MySQL tinyint(1): any other value stays its digits, so it cannot match).
     date/timestamps: ISO text with microseconds; TIMESTAMP_TZ and timestamptz as the UTC instant.
-    binary: lower-case hex.
+    binary: lower-case hex. money: its numeric, as decimal. The kinds of ``_FIXED_FORMS``: see there.
     """
     pg, my, sf = dialect == "postgres", dialect == "mysql", dialect == "snowflake"
+    if kind in _FIXED_FORMS:
+        return fixed_form_sql(dialect, kind, col)
+    if kind == "money":        # PostgreSQL money loaded as its numeric (NUMBER(19,2)): compared as that decimal
+        kind, col = "decimal", f"CAST({col} AS NUMERIC)" if pg else col
     if kind == "int":
         return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
     if kind == "decimal":      # sign, whole part, fraction * 10^scale: no intermediate exceeds the column's digits
@@ -3219,7 +3255,7 @@ class Reconciler:
             if kind is None:
                 problems.append(f"column {name}: {why}")
                 continue
-            scale = _number_digits(ttype)[1] if kind == "decimal" else 0
+            scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
             kinds[name.lower()] = kind
             src.append(canonical_sql(engine, kind, source_quote(engine, name), scale))
             tgt.append(canonical_sql("snowflake", kind, qi(name.upper()), scale))
