@@ -137,6 +137,7 @@ def test_money_is_compared_at_the_targets_scale():
     ("postgres", "time without time zone", "", "VARCHAR", "was loaded as VARCHAR, which VERIFY does not compare"),
     ("postgres", "array", "", "VARCHAR", "was loaded as VARCHAR, which VERIFY does not compare"),
     ("postgres", "money", "", "FLOAT", "was loaded as FLOAT, which VERIFY does not compare"),
+    ("postgres", "money", "", "NUMBER(19,0)", "was loaded as NUMBER(19,0), which VERIFY does not compare"),
     ("mysql", "year", "year(4)", "DATE", "was loaded as DATE, which VERIFY does not compare"),
 ])
 def test_types_without_a_form_or_loaded_otherwise_are_refused_by_name(engine, data_type, column_type, target, why):
@@ -165,3 +166,22 @@ def test_emulator_translation_writes_times_with_six_fraction_digits(value, text)
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t AS SELECT TIME '{value}' AS c")
     assert con.execute(duck).fetchall() == [(text,)]
+
+
+@pytest.mark.parametrize(("precision", "scale", "value"), [
+    (5, 5, "-0.00001"), (19, 2, "-92233720368547758.08"), (38, 10, "-9999999999999999999999999999.9999999999"),
+    (38, 18, "12345678901234567890.123456789012345678"), (38, 19, "1234567890123456789.1234567890123456789"),
+    (38, 20, "-123456789012345678.12345678901234567891"), (38, 30, "12345678.123456789012345678901234567890"),
+    (38, 30, "-0.000000000000000000000000000001"), (38, 30, "0.5"),
+    (38, 37, "-0.1234567890123456789012345678901234567"),
+])
+def test_decimal_form_is_the_number_at_its_scale_without_overflow(precision, scale, value):
+    """NUMBER(38,30) * 10^30 overflows 38 digits (Snowflake keeps a product's scale; DuckDB fails the same
+    way): the Snowflake form takes the fraction's digits in pieces. Run on DuckDB, as sqlglot writes it."""
+    sql = sqlglot.transpile(f"SELECT {g.canonical_sql('snowflake', 'decimal', 'c', scale)} FROM t",
+                            read="snowflake", write="duckdb")[0]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS SELECT CAST('{value}' AS DECIMAL({precision},{scale})) AS c")
+    whole, _, digits = value.lstrip("-").partition(".")
+    assert con.execute(sql).fetchall() == [(f"{'-' if value.startswith('-') else ''}{whole}."
+                                            f"{digits.ljust(scale, '0')}",)]
