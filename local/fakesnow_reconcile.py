@@ -11,10 +11,11 @@
   value to text instead: '2026-01-01 00:00:01' loses the '.000000' that FF6 asks for. A format made of
   date/time elements (it has YYYY) becomes DuckDB's STRFTIME with the same elements.
 
-- ``TO_VARCHAR(<time>, 'HH24:MI:SS.FF6')`` (the same Snowflake page: ``date_or_time_expr`` is "an
-  expression of type DATE, TIME, or TIMESTAMP"): the same dropped format makes DuckDB write midnight as
-  '00:00:00' without '.000000', and DuckDB's STRFTIME takes no TIME. A format of time elements only (HH24,
-  no YYYY) becomes STRFTIME of the time on the day 1970-01-01 (DuckDB's DATE + TIME is a TIMESTAMP).
+- ``TO_VARCHAR(<time>, 'HH24:MI:SS.FF6')`` (the same page, docs.snowflake.com/en/sql-reference/functions/
+  to_char: ``date_or_time_expr`` is "an expression of type DATE, TIME, or TIMESTAMP"): the same dropped
+  format makes DuckDB write midnight as '00:00:00' without '.000000', and DuckDB's STRFTIME takes no TIME.
+  A format of time elements only (HH24, no YYYY) becomes STRFTIME of the time on the day 1970-01-01
+  (DuckDB's DATE + TIME is a TIMESTAMP).
 
 ``install()`` wraps fakesnow's statement transform; called from ``local/fakesnow_server.py``.
 """
