@@ -1758,6 +1758,10 @@ CANON_KINDS = {
         "text": "text", "character varying": "text", "uuid": "text", "json": "text", "jsonb": "text",
         "boolean": "bool", "date": "date", "timestamp without time zone": "ts_ntz",
         "timestamp with time zone": "ts_tz", "bytea": "binary",
+        # loaded as the server's text (``column_travel``: CAST(c AS text); char(n) without its blanks)
+        "character": "text", "time with time zone": "text", "interval": "text", "bit varying": "text",
+        "bit": "text", "xml": "text", "cidr": "text",
+        "time without time zone": "time", "money": "money", "inet": "inet", "array": "json_array",
     },
     "mysql": {
         "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "bigint": "int",
@@ -1767,12 +1771,14 @@ CANON_KINDS = {
         "date": "date", "datetime": "ts_ntz", "timestamp": "ts_tz",
         "binary": "binary", "varbinary": "binary", "tinyblob": "binary", "blob": "binary",
         "mediumblob": "binary", "longblob": "binary",
+        "time": "text", "year": "plus0", "bit": "plus0",    # TIME as its text; YEAR, BIT(n) as the number c + 0
     },
 }
 # The Snowflake type family (``type_family``) a kind must have been loaded into.
 KIND_FAMILIES = {"int": "number", "decimal": "number", "float4": "float", "float8": "float", "text": "text",
                  "bool": "boolean", "date": "date", "ts_ntz": "timestamp", "ts_tz": "timestamp",
-                 "binary": "binary"}
+                 "binary": "binary", "time": "time", "money": "number", "inet": "text", "json_array": "variant",
+                 "bit_bool": "boolean", "plus0": "number"}
 NULL_MARK = "'N'"
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
@@ -1784,11 +1790,14 @@ def canon_kind(engine: str, data_type: str, column_type: str, target_type_text: 
     if kind == "int" and engine == "mysql" and column_type.lower().startswith("tinyint(1)") \
             and type_family(target) == "boolean":
         kind = "bool"                           # MySQL BOOLEAN (tinyint(1)) loaded as BOOLEAN
+    if kind is not None and data_type.lower() == "bit" and type_family(target) == "boolean":
+        kind = "bit_bool"                       # bit(1), both engines, loaded as BOOLEAN
     if kind is None:
         return None, f"source type {data_type} has no canonical form for VERIFY yet"
     if type_family(target) != KIND_FAMILIES[kind]:
         return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
-    if kind in ("ts_ntz", "ts_tz") and _timestamp_kind(target)[0] != ("NTZ" if kind == "ts_ntz" else "TZ"):
+    if kind in ("ts_ntz", "ts_tz") and _timestamp_kind(target)[0] != ("NTZ" if kind == "ts_ntz" else "TZ") \
+            or kind == "money" and _number_digits(target)[1] < 2:          # money has cents
         return None, f"source type {data_type} was loaded as {target_type_text}, which VERIFY does not compare"
     if kind == "decimal" and _number_digits(target)[1] == 0:
         kind = "int"
@@ -1826,31 +1835,88 @@ def _float_canon(dialect: str, x: str) -> str:
             f"WHEN {x} = CAST('-{inf}' AS {t}) THEN '-inf' {zero} ELSE {finite} END")
 
 
+# Kinds whose canonical text is one expression per dialect ({c}: the quoted column), each the text the
+# job loads (``column_travel``) on the source side and the same text from the loaded value on Snowflake:
+# time: 'HH:MI:SS.ffffff' (PostgreSQL time loaded as TIME(6)). inet: PostgreSQL's output text, as the
+# driver reads it ('10.0.0.1'; CAST(inet AS text) would add '/32'). json_array: a PostgreSQL array as
+# the JSON text the job stages (to_json), against TO_JSON of the VARIANT that PARSE_JSON made of it.
+# bit_bool: bit(1) loaded as BOOLEAN, '1'/'0'. plus0: MySQL YEAR and BIT(n) as the number c + 0.
+_FIXED_FORMS = {
+    "time": {"postgres": "TO_CHAR({c}, 'HH24:MI:SS.US')", "snowflake": "TO_VARCHAR({c}, 'HH24:MI:SS.FF6')"},
+    "inet": {"postgres": "CASE WHEN {c} IS NOT NULL THEN FORMAT('%s', {c}) END", "snowflake": "TO_VARCHAR({c})"},
+    "json_array": {"postgres": "CAST(TO_JSON({c}) AS TEXT)", "snowflake": "TO_JSON({c})"},
+    "bit_bool": {"postgres": "CAST({c} AS TEXT)", "mysql": "CAST({c} + 0 AS CHAR)",
+                 "snowflake": "CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"},
+    "plus0": {"mysql": "CAST({c} + 0 AS CHAR)", "snowflake": "TO_VARCHAR({c})"},
+}
+
+
+def fixed_form_sql(dialect: str, kind: str, col: str) -> str:
+    """The canonical text of a ``_FIXED_FORMS`` kind; a dialect that never has the kind is an error."""
+    form = _FIXED_FORMS[kind].get(dialect)
+    if form is None:
+        raise ValueError(f"canonical kind {kind!r} does not occur on {dialect}")
+    return form.format(c=col)
+
+
+NUMBER_DIGITS = 38            # Snowflake's NUMBER: at most 38 digits, the scale's included
+
+
+def _decimal_canon(dialect: str, col: str, scale: int) -> str:
+    """A decimal as sign, whole part, '.', and its ``scale`` fraction digits (zero-padded), all digits.
+
+    Snowflake keeps a product's scale (S = min(S1 + S2, max(S1, S2, 12))) within 38 digits, so
+    fraction * 10^scale overflows once 2 * scale > 38 (NUMBER(38,30)): there the fraction's digits are
+    taken in pieces of 38 - scale digits, each step's rest cast exactly to the smaller scale it has.
+    """
+    sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
+    whole = f"TRUNCATE({col}, 0)" if dialect == "mysql" else f"TRUNC({col})"
+    frac = f"ABS({col} - {whole})"
+    if dialect == "postgres":
+        digits = f"LPAD(CAST(TRUNC({frac} * 1{'0' * scale}) AS TEXT), {scale}, '0')"
+        return f"{sign} || CAST(ABS({whole}) AS TEXT) || '.' || {digits}"
+    if dialect == "mysql":
+        digits = f"LPAD(CAST(CAST({frac} * 1{'0' * scale} AS DECIMAL(65,0)) AS CHAR), {scale}, '0')"
+        return f"CONCAT({sign}, CAST(CAST(ABS({whole}) AS DECIMAL(65,0)) AS CHAR), '.', {digits})"
+    # scale >= 1 here (scale 0 is kind int): the whole part has at most 37 digits
+    return (f"{sign} || TO_VARCHAR(CAST(ABS({whole}) AS NUMBER(37,0))) || '.' || "
+            f"{_snowflake_fraction_digits(frac, scale)}")
+
+
+def _snowflake_fraction_digits(frac: str, scale: int) -> str:
+    """The ``scale`` digits of ``frac`` (0 <= frac < 1, at most ``scale`` decimals) on Snowflake, zero-padded."""
+    pieces = []
+    while 2 * scale > NUMBER_DIGITS:
+        take = NUMBER_DIGITS - scale                 # the product frac * 10^take stays below 10^take
+        shifted = f"({frac}) * 1{'0' * take}"
+        head = f"TRUNC({shifted})"
+        pieces.append(f"LPAD(TO_VARCHAR(CAST({head} AS NUMBER({take},0))), {take}, '0')")
+        scale -= take
+        frac = f"CAST({shifted} - {head} AS NUMBER({scale},{scale}))"     # exact: it has {scale} decimals
+    pieces.append(f"LPAD(TO_VARCHAR(CAST(({frac}) * 1{'0' * scale} AS NUMBER({scale},0))), {scale}, '0')")
+    return " || ".join(pieces)
+
+
 def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
 
-    int: plain digits. decimal: the value times 10^scale (the target's scale, >= the source's) as plain
-    digits. float4/float8: see ``_float_canon``; a 4-byte float is first read as the double its shortest
-    text names (what the extract staged). text/JSON: the string itself (JSON as loaded: the source's
-    text). bool: 1/0 (MySQL tinyint(1): any other value stays its digits, so it cannot match).
+    int: plain digits. decimal: sign, whole part, '.' and the fraction's digits at ``scale`` (the target's
+    scale, >= the source's), see ``_decimal_canon``. float4/float8: see ``_float_canon``; a 4-byte float is
+    first read as the double its shortest text names (what the extract staged). text/JSON: the string
+    itself (JSON as loaded: the source's text). bool: 1/0 (MySQL tinyint(1): any other value stays its
+    digits, so it cannot match).
     date/timestamps: ISO text with microseconds; TIMESTAMP_TZ and timestamptz as the UTC instant.
-    binary: lower-case hex.
+    binary: lower-case hex. money: its numeric, as decimal. The kinds of ``_FIXED_FORMS``: see there.
     """
     pg, my, sf = dialect == "postgres", dialect == "mysql", dialect == "snowflake"
+    if kind in _FIXED_FORMS:
+        return fixed_form_sql(dialect, kind, col)
+    if kind == "money":        # PostgreSQL money loaded as its numeric (NUMBER(19,2)): compared as that decimal
+        kind, col = "decimal", f"CAST({col} AS NUMERIC)" if pg else col
     if kind == "int":
         return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
-    if kind == "decimal":      # sign, whole part, fraction * 10^scale: no intermediate exceeds the column's digits
-        sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
-        whole = f"TRUNCATE({col}, 0)" if my else f"TRUNC({col})"
-        frac = f"ABS({col} - {whole}) * 1{'0' * scale}"
-        if pg:
-            return f"{sign} || CAST(ABS({whole}) AS TEXT) || '.' || CAST(TRUNC({frac}) AS TEXT)"
-        if my:
-            return (f"CONCAT({sign}, CAST(CAST(ABS({whole}) AS DECIMAL(65,0)) AS CHAR), '.', "
-                    f"CAST(CAST({frac} AS DECIMAL(65,0)) AS CHAR))")
-        # scale >= 1 here (scale 0 is kind int), so both parts have at most 37 digits
-        return (f"{sign} || TO_VARCHAR(CAST(ABS({whole}) AS NUMBER(37,0))) || '.' || "
-                f"TO_VARCHAR(CAST({frac} AS NUMBER(37,0)))")
+    if kind == "decimal":
+        return _decimal_canon(dialect, col, scale)
     if kind == "float4" and not sf:
         kind, col = "float8", (f"CAST(CAST({col} AS TEXT) AS DOUBLE PRECISION)" if pg
                                else f"CAST(CAST({col} AS CHAR) AS DOUBLE)")
@@ -3305,7 +3371,7 @@ class Reconciler:
             if kind is None:
                 problems.append(f"column {name}: {why}")
                 continue
-            scale = _number_digits(ttype)[1] if kind == "decimal" else 0
+            scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
             kinds[name.lower()] = kind
             src.append(canonical_sql(engine, kind, source_quote(engine, name), scale))
             tgt.append(canonical_sql("snowflake", kind, qi(name.upper()), scale))

@@ -11,6 +11,12 @@
   value to text instead: '2026-01-01 00:00:01' loses the '.000000' that FF6 asks for. A format made of
   date/time elements (it has YYYY) becomes DuckDB's STRFTIME with the same elements.
 
+- ``TO_VARCHAR(<time>, 'HH24:MI:SS.FF6')`` (the same page, docs.snowflake.com/en/sql-reference/functions/
+  to_char: ``date_or_time_expr`` is "an expression of type DATE, TIME, or TIMESTAMP"): the same dropped
+  format makes DuckDB write midnight as '00:00:00' without '.000000', and DuckDB's STRFTIME takes no TIME.
+  A format of time elements only (HH24, no YYYY) becomes STRFTIME of the time on the day 1970-01-01
+  (DuckDB's DATE + TIME is a TIMESTAMP).
+
 ``install()`` wraps fakesnow's statement transform; called from ``local/fakesnow_server.py``.
 """
 
@@ -39,6 +45,10 @@ def date_format_to_strftime(node: exp.Expression) -> exp.Expression:
         fmt = node.args.get("format")
         if isinstance(fmt, exp.Literal) and fmt.is_string and "YYYY" in fmt.this.upper():
             return exp.TimeToStr(this=node.this.copy(), format=Snowflake.format_time(fmt))
+        if isinstance(fmt, exp.Literal) and fmt.is_string and "HH24" in fmt.this.upper():
+            day = exp.Add(this=exp.cast(exp.Literal.string("1970-01-01"), "DATE"),
+                          expression=exp.cast(node.this.copy(), "TIME"))
+            return exp.TimeToStr(this=day, format=Snowflake.format_time(fmt))
     return node
 
 

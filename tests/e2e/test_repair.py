@@ -1,5 +1,6 @@
-"""REPAIR (issue 15 item 3): drift put straight into the targets - a row deleted, a row added, one value
-changed in every column, an update the timestamp mode missed - is reported key by key and repaired; the
+"""REPAIR (issue 15 item 3): drift put straight into the torture targets (every type of the fidelity tables) -
+a row deleted, a row added, one value changed in every column, the subtle changes of test_verify, an update
+the timestamp mode missed - is reported key by key and repaired; the
 target then equals what a fresh load of its source gives, value by value, and a second VERIFY reports 0.
 The delete guard stops a repair that would delete too much; a soft-deletes table keeps its marked rows;
 SIGKILL inside REPAIR's transaction leaves the target as it was, after its COMMIT as repaired.
@@ -13,8 +14,8 @@ import pytest
 
 from local import stack
 from tests.e2e import helpers as h
-from tests.e2e.test_fidelity import MY_DDL, MY_ROWS, PG_DDL, PG_ROWS, typed, with_texts
-from tests.e2e.test_verify import NEW_VALUES, reported, target_types
+from tests.e2e.test_fidelity import typed
+from tests.e2e.test_verify import create_torture_tables, put_drift, reported, target_types
 
 JOB = "e2e-repair"
 SOURCES = {"PG": ("AFFILIATE", "postgres"), "MY": ("PROGRAM360", "mysql")}
@@ -55,59 +56,22 @@ def pg(sql: str, params=None) -> None:
 def loaded(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("repair")
     h.reset_target_schema("REPAIR")
-    pg_rows, my_rows = with_texts(PG_ROWS, 8), with_texts(MY_ROWS, 7)
+    rows = create_torture_tables("repair", "repairmy", ["drift"])
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-        cur.execute("DROP SCHEMA IF EXISTS repair CASCADE; CREATE SCHEMA repair")
-        cur.execute(PG_DDL.replace("torture.", "repair.").format(t="drift"))
-        cur.executemany(f"INSERT INTO repair.drift VALUES ({', '.join(['%s'] * 15)})", pg_rows)
-        cur.execute("UPDATE repair.drift SET updated_at = TIMESTAMP '2026-01-01' + id * INTERVAL '1 second'")
         for t in ("soft", "guard", "crash"):
             cur.execute(f"CREATE TABLE repair.{t} (id int PRIMARY KEY, v text, updated_at timestamp(6))")
             cur.execute(f"INSERT INTO repair.{t} SELECT g, 'v' || g, TIMESTAMP '2026-01-01' + g * INTERVAL "
                         f"'1 second' FROM generate_series(1, 20) g")
-    with h.mysql_cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS repairmy")
-        cur.execute("CREATE DATABASE repairmy CHARACTER SET utf8mb4")
-        cur.execute("SET time_zone = '+00:00'")
-        cur.execute(MY_DDL.replace("torture.", "repairmy.").format(t="drift"))
-        cur.executemany(f"INSERT INTO repairmy.drift VALUES ({', '.join(['%s'] * 17)}, DEFAULT)", my_rows)
-        cur.execute("UPDATE repairmy.drift SET updated_at = TIMESTAMP '2026-01-01 00:00:00' + INTERVAL id SECOND")
     tables = ("PG_drift", "MY_drift", "PG_soft", "PG_guard", "PG_crash")
     first = run(tmp, "load", *tables)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-    return tmp, {"PG": len(pg_rows), "MY": len(my_rows)}
-
-
-def put_drift(prefix: str) -> set[int]:
-    """A row deleted (2), one added (999), a value changed in every column (a text row each), subtle ones,
-    and an update the timestamp mode misses (6, at the source). Returns the different keys."""
-    target = f"REPAIR.{prefix}_DRIFT"
-    types = target_types(target)
-    changes = [f"DELETE FROM ETL_DB.{target} WHERE ID = 2",
-               f"INSERT INTO ETL_DB.{target} (ID, UPDATED_AT) VALUES (999, '2026-01-01 00:00:01')"]
-    different = set()
-    for i, col in enumerate(c for c in types if c not in ("ID", "UPDATED_AT")):
-        changes.append(f'UPDATE ETL_DB.{target} SET "{col}" = {NEW_VALUES[types[col]]} WHERE ID = {100 + i}')
-        different.add(100 + i)
-    if prefix == "PG":
-        changes += [f"UPDATE ETL_DB.{target} SET F8 = '-0'::FLOAT WHERE ID = 3",
-                    f"UPDATE ETL_DB.{target} SET TS = '1900-01-01 00:00:00' WHERE ID = 1"]
-        different |= {3, 1}
-    else:
-        changes += [f"UPDATE ETL_DB.{target} SET U64 = 18446744073709551614 WHERE ID = 1"]
-        different |= {1}
-    h.sf_execute(*changes)
-    if prefix == "PG":
-        pg("UPDATE repair.drift SET txt = 'missed' WHERE id = 6")
-    else:
-        with h.mysql_cursor() as cur:
-            cur.execute("UPDATE repairmy.drift SET txt = 'missed' WHERE id = 6")
-    return different | {6}
+    return tmp, rows
 
 
 def test_repair_reloads_exactly_the_drift_and_the_target_equals_a_fresh_load(loaded):
     tmp, rows = loaded
-    different = {p: put_drift(p) for p in ("PG", "MY")}
+    different = {"PG": put_drift("PG", "REPAIR.PG_DRIFT", "repair.drift"),
+                 "MY": put_drift("MY", "REPAIR.MY_DRIFT", "repairmy.drift")}
     # soft: a row deleted at the source is marked by the load; a value changed in the target is drift.
     pg("DELETE FROM repair.soft WHERE id = 20")
     h.sf_execute("UPDATE ETL_DB.REPAIR.PG_SOFT SET V = 'drift' WHERE ID = 5")
