@@ -403,7 +403,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
                  "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY",
-                 "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
+                 "REPAIR", "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
 # Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
 # docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
 GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
@@ -425,6 +425,7 @@ class JobArgs:
     lease_seconds: int = 120
     lease_wait_seconds: int = 0
     verify: bool = False
+    repair: bool = False                    # VERIFY, then reload the differing keys (README "REPAIR")
     dry_run: bool = False
     plan_output: str | None = None          # where a dry run also writes its plan: a local path or s3://bucket/key
     summary_output: str | None = None       # where a run also writes its JSON summary (same forms)
@@ -553,6 +554,8 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
     if not _IDENT.match(state_schema):
         problems.append(f"--STATE_SCHEMA {state_schema!r} must be letters, digits and _")
     dry_run = _flag(values, "DRY_RUN", problems)
+    verify, repair = _flag(values, "VERIFY", problems), _flag(values, "REPAIR", problems)
+    keep_staging = _flag(values, "KEEP_STAGING", problems)
     plan_output, summary_output = values.get("PLAN_OUTPUT"), values.get("SUMMARY_OUTPUT")
     problems += output_problems("PLAN_OUTPUT", plan_output) + output_problems("SUMMARY_OUTPUT", summary_output)
     if plan_output is not None and not dry_run:
@@ -572,10 +575,11 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         tables=values.get("TABLES"),
         parallelism=parallelism,
         state_schema=state_schema,
-        keep_staging=str(values.get("KEEP_STAGING", "")).lower() in ("1", "true", "yes"),
+        keep_staging=keep_staging,
         lease_seconds=lease_seconds,
         lease_wait_seconds=lease_wait_seconds,
-        verify=str(values.get("VERIFY", "")).lower() in ("1", "true", "yes"),
+        verify=verify or repair,
+        repair=repair,
         dry_run=dry_run,
         plan_output=plan_output,
         summary_output=summary_output,
@@ -1074,11 +1078,15 @@ def _differs(col: Column) -> str:
     """NULL-safe "the target's value is not the staged one" (IS DISTINCT FROM, docs/SNOWFLAKE.md).
 
     VARIANT values are compared as their JSON text (TO_JSON of both sides): equal values give
-    equal text, and the comparison never depends on how VARIANT equality treats objects.
+    equal text, and the comparison never depends on how VARIANT equality treats objects. A FLOAT
+    zero whose sign changed differs too (VERIFY tells 0.0 from -0.0 the same way, ``_float_canon``).
     """
     target = f"t.{qi(col.name)}"
     if col.sf_type == "VARIANT":
         return f"TO_JSON({target}) IS DISTINCT FROM TO_JSON({col.load_expr})"
+    if col.sf_type == "FLOAT":         # 0.0 = -0.0 in IEEE; ATAN2(z, -1) is pi for 0.0 and -pi for -0.0
+        return (f"({target} IS DISTINCT FROM {col.load_expr} OR ({target} = 0 AND "
+                f"ATAN2({target}, -1) <> ATAN2({col.load_expr}, -1)))")
     return f"{target} IS DISTINCT FROM {col.load_expr}"
 
 
@@ -1988,6 +1996,59 @@ def verify_summary(d: Drift) -> str:
                                                if d.changed_since_load else "") + ")")
 
 
+# ----- repair: reload exactly the keys VERIFY found -------------------------------------
+#
+# REPAIR (README "REPAIR") re-reads the source rows of the keys VERIFY found missing, extra or different,
+# stages them as a load does, and in one transaction under the table's lease deletes the target's keys the
+# source no longer has (those the re-read did not bring back) and MERGEs the rows read. It then compares the
+# same key ranges again. More differing keys than REPAIR_MAX_KEYS are a reload's job, not a repair's.
+
+REPAIR_MAX_KEYS = 100_000
+
+
+@dataclass
+class Repaired:
+    """What REPAIR did: source rows written (inserted + updated), target rows deleted (soft: stamped), and
+    what comparing the repaired key ranges again found (``remaining``)."""
+
+    keys: int = 0
+    reloaded: int = 0
+    deleted: int = 0
+    remaining: Drift | None = None
+
+
+def repair_keys(drift: Drift) -> list[int]:
+    """Every key to read again from the source: the extra ones too (the source may have them back)."""
+    return sorted({*drift.missing, *drift.different, *drift.extra})
+
+
+def repair_problem(table: str, target: str, drift: Drift, target_rows: int, fraction: float) -> str | None:
+    """Why REPAIR refuses (the load's commit stands; nothing of the repair is written), else None."""
+    if drift.count > REPAIR_MAX_KEYS:
+        return (f"{table}: REPAIR: {drift.count} keys of {target} differ from the source, more than the "
+                f"{REPAIR_MAX_KEYS} one repair reloads; nothing was repaired. Reload the table (mode FULL or "
+                f"TRUNCATE_INSERT for one run), then VERIFY again")
+    problem = delete_guard(table, target, len(drift.extra), target_rows, fraction,
+                           outcome="nothing was repaired")
+    return f"REPAIR: {problem}" if problem else None
+
+
+def repair_statements(target: str, stage: str, cols: Sequence[Column], key: str, extra: Sequence[int],
+                      soft: bool) -> list[tuple[str, str]]:
+    """The repair transaction's statements: the ``extra`` keys the re-read did not bring back are deleted
+    (soft: stamped), then the rows read are MERGEd (``merge_sql``: only differing rows are rewritten)."""
+    kept = f"SELECT {qi(key)} FROM {stage}"       # the stage holds no NULL key (checked before)
+    deletes = [(kind, f"{sql} AND {qi(key)} NOT IN ({kept})")
+               for kind, sql in delete_statements(target, key, extra, soft)]
+    return deletes + [("merge", merge_sql(target, stage, cols, [key], None, soft))]
+
+
+def repair_summary(r: Repaired) -> str:
+    left = "not compared again" if r.remaining is None else (
+        "the repaired ranges now match" if not r.remaining.count else f"{r.remaining.count} still differ")
+    return f"REPAIR {r.keys} key(s): {r.reloaded} row(s) written from the source, {r.deleted} deleted; {left}"
+
+
 # ----- deletes: key sets compared by range ------------------------------------------------
 #
 # deletes (README "Deletes") compares the source's and the target's key sets with VERIFY's machinery on a
@@ -2015,13 +2076,13 @@ class Deletes:
 
 
 def delete_guard(table: str, target: str, deletes: int, target_rows: int, fraction: float,
-                 at_least: bool = False) -> str | None:
+                 at_least: bool = False, outcome: str = "nothing was written") -> str | None:
     """The guard's refusal when ``deletes`` exceed ``fraction`` of the target's rows, else None."""
     if deletes == 0 or deletes <= fraction * target_rows:
         return None
     share = deletes / target_rows if target_rows else 1.0
     return (f"{table}: {'at least ' if at_least else ''}{deletes} of the {target_rows} rows of {target} would be "
-            f"deleted ({share:.1%}), more than max_delete_fraction {fraction:g}; nothing was written. Check the "
+            f"deleted ({share:.1%}), more than max_delete_fraction {fraction:g}; {outcome}. Check the "
             f"source read (an empty or partial source must not wipe the target); if the rows really are gone, "
             f"raise 'max_delete_fraction' for the table for one run (e.g. 1.0)")
 
@@ -2183,6 +2244,7 @@ class TablePlan:
     facts: TableFacts | None = None           # what the plan was made from
     deletes: Deletes | None = None            # source deletes to apply (a table's 'deletes' setting)
     verify: bool = False                      # VERIFY after the load (--VERIFY or the table's 'verify')
+    repair: bool = False                      # REPAIR what VERIFY finds (--REPAIR)
 
     @property
     def target_columns(self) -> dict[str, str]:
@@ -2201,7 +2263,8 @@ class TablePlan:
                 "deletes": None if self.deletes is None else {
                     "policy": "soft" if self.deletes.soft else "delete", "keys": len(self.deletes.keys),
                     "first_keys": self.deletes.keys[:20], "target_rows_compared": self.deletes.target_rows},
-                "verify": self.verify, "notes": list(self.notes), "warnings": list(self.warnings)}
+                "verify": self.verify, "repair": self.repair, "notes": list(self.notes),
+                "warnings": list(self.warnings)}
 
     def describe(self) -> str:
         """A readable block: what will be read, with which watermark, and what Snowflake will be sent."""
@@ -2217,12 +2280,14 @@ class TablePlan:
             lines.append(f"   deletes:   {len(self.deletes.keys)} key(s) gone from the source "
                          f"({'stamped' if self.deletes.soft else 'deleted'} in the load)")
         if self.verify:
-            lines.append("   verify:    after the load, by key range")
+            lines.append("   verify:    after the load, by key range"
+                         + ("; then REPAIR reloads the keys that differ" if self.repair else ""))
         lines += [f"   note:      {n}" for n in (*self.notes, *self.warnings)]
         return "\n".join(lines)
 
 
-def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, verify: bool = False) -> TablePlan:
+def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, verify: bool = False,
+               repair: bool = False) -> TablePlan:
     """The read half of a table's plan; raises EtlError (nothing written yet) for a value or a NULL
     timestamp that cannot arrive under the table's settings."""
     engine, stats = facts.engine, facts.stats
@@ -2241,8 +2306,7 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, ver
     if problems:
         raise EtlError(f"{cfg.key}: nothing was loaded: " + "; ".join(problems))
     rows = int(stats.get("n") or 0)
-    sql = source_query(engine, cfg.namespace, cfg.source_table,
-                       list(w.selected) if cfg.columns or types.text else None, w.predicate, types.exprs)
+    sql = _read_sql(cfg, engine, w, types, w.predicate)
     n = partition_count(rows, cores, cfg.num_partitions)
     splits = partition_predicates(engine, w.part_col, stats.get("lo"), stats.get("hi"), n) if w.part_col else []
     stages = not (rows == 0 and cfg.mode in ("INCREMENTAL", "UPSERT", "APPEND"))
@@ -2250,7 +2314,21 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, ver
     loads = stages or (cfg.mode == "INCREMENTAL" and cfg.truncate_before_insert)
     return TablePlan(cfg.key, cfg.mode, target, w, types, facts.read, sql, tuple(splits), rows, stages, loads,
                      cfg.mode == "INCREMENTAL" and bool(w.predicate), w.notes, tuple(warnings), facts=facts,
-                     verify=verify or cfg.verify)
+                     verify=verify or repair or cfg.verify, repair=repair)
+
+
+def _read_sql(cfg: TableConfig, engine: str, w: Window, types: TypePlan, predicate: str | None) -> str:
+    return source_query(engine, cfg.namespace, cfg.source_table,
+                        list(w.selected) if cfg.columns or types.text else None, predicate, types.exprs)
+
+
+def repair_read_sql(plan: TablePlan, cfg: TableConfig, keys: Sequence[int]) -> str:
+    """The source rows of ``keys`` (of the one-column key), read as the load reads its window."""
+    engine, w = plan.facts.engine, plan.window
+    predicate = f"{source_quote(engine, w.pk[0])} IN ({', '.join(str(int(k)) for k in keys)})"
+    if w.ts and cfg.null_timestamps == "exclude":
+        predicate += f" AND {source_quote(engine, w.ts)} IS NOT NULL"
+    return _read_sql(cfg, engine, w, plan.types, predicate)
 
 
 def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any]], typed: Mapping[str, Any],
@@ -2294,6 +2372,7 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     verified: Drift | None = None          # what VERIFY found (status DRIFT when it found any)
+    repaired: Repaired | None = None       # what REPAIR did (status OK when nothing remains)
     deleted: int | None = None             # target rows deleted (soft: marked) for source deletes
     # For the load history and freshness (README "Load history", "Freshness"):
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -2324,6 +2403,7 @@ def summary_table(results: Sequence[TableResult]) -> str:
     ok = sum(r.status == "OK" for r in results)
     lines.append(f"{ok}/{len(results)} tables OK")
     lines += [f"{r.key}: {verify_summary(r.verified)}" for r in results if r.verified is not None]
+    lines += [f"{r.key}: {repair_summary(r.repaired)}" for r in results if r.repaired is not None]
     lines += [r.error if r.error.startswith(f"{r.key}:") else f"{r.key}: {r.error}" for r in results if r.error]
     return "\n".join(lines)
 
@@ -2358,6 +2438,9 @@ def summary_json(results: Sequence[TableResult], run_id: str, job_name: str, exi
                  "deleted": r.deleted, "target": r.target_rows},
         "difference": r.difference, "seconds": round(r.seconds, 3),
         "error": None if r.error is None else clean(r.error), "verified": _drift_json(r.verified),
+        "repair": None if r.repaired is None else {
+            "keys": r.repaired.keys, "reloaded": r.repaired.reloaded, "deleted": r.repaired.deleted,
+            "remaining": None if r.repaired.remaining is None else r.repaired.remaining.count},
     } for r in results]
     doc = {"type": SUMMARY_TYPE, "version": 1, "run_id": run_id, "job": job_name,
            "status": "OK" if exit_code == 0 else "FAILED", "exit_code": exit_code,
@@ -3202,6 +3285,9 @@ class Reconciler:
         self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
         self.facts, self.target_cols, self.state_table = facts, target_cols, state_table
         self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
+        self.leaves: list[tuple[int, int]] = []     # the key ranges ``verify`` compared key by key
+        if cfg.deletes == "soft" and DELETED_AT in target_cols:
+            self.tgt_where = f"{qi(DELETED_AT)} IS NULL"     # a soft-deleted row stays, marked: not drift
 
     def _plan(self) -> None:
         cfg, engine = self.cfg, self.source.engine
@@ -3259,24 +3345,28 @@ class Reconciler:
     def verify(self) -> Drift:
         self._plan()
         s = self.source.query_one(key_bounds_sql(self.src_table, self.src_key, self.bound))
-        t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key))[0]
+        t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
         ends = [int(v) for v in (s.get("lo"), s.get("hi"), *t) if v is not None]
         if not ends:
             return Drift()
-        leaves, rows, queries = differing_ranges(min(ends), max(ends), self._buckets)
-        drift = self._compare(leaves)
+        self.leaves, rows, queries = differing_ranges(min(ends), max(ends), self._buckets)
+        drift = self._compare(self.leaves)
         drift.rows = rows
-        self.log.info("step=verify ranges_queried=%d leaves=%d", queries, len(leaves))
+        self.log.info("step=verify ranges_queried=%d leaves=%d", queries, len(self.leaves))
         return drift
 
-    def _compare(self, leaves: Sequence[tuple[int, int]]) -> Drift:
+    def recheck(self) -> Drift:
+        """The key ranges ``verify`` compared key by key, compared again (after a REPAIR)."""
+        return self._compare(self.leaves, "repair_check")
+
+    def _compare(self, leaves: Sequence[tuple[int, int]], what: str = "verify") -> Drift:
         src: dict = {}
         tgt: dict = {}
         for lo, hi in leaves:
             src.update({int(r["k"]): r["rh"] for r in self.source.query(
                 key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound))})
             tgt.update({int(k): h for k, h in self.wh.rows(key_hashes_sql(self.target, self.tgt_key,
-                                                                          self.tgt_hash, lo, hi))})
+                                                                          self.tgt_hash, lo, hi, self.tgt_where))})
         drift = compare_key_hashes(src, tgt)
         if self.bound and drift.count:           # re-check: rows the source changed after the last load
             keys = drift.missing + drift.extra + drift.different
@@ -3290,10 +3380,10 @@ class Reconciler:
             drift.changed_since_load = len(later)
         shown = [("missing_in_target", k) for k in drift.missing] + [("extra_in_target", k) for k in drift.extra] \
             + [("different", k) for k in drift.different]
-        for what, k in shown[:VERIFY_LOG_KEYS]:
-            self.log.warning("step=verify %s key=%s", what, k)
+        for found, k in shown[:VERIFY_LOG_KEYS]:
+            self.log.warning("step=%s %s key=%s", what, found, k)
         if len(shown) > VERIFY_LOG_KEYS:
-            self.log.warning("step=verify more_keys_not_logged=%d", len(shown) - VERIFY_LOG_KEYS)
+            self.log.warning("step=%s more_keys_not_logged=%d", what, len(shown) - VERIFY_LOG_KEYS)
         return drift
 
 
@@ -3371,6 +3461,19 @@ def step(logger: logging.LoggerAdapter, name: str, **fields: Any) -> Iterator[di
     logger.info("step=%s seconds=%.3f %s", name, time.monotonic() - t0, extra)
 
 
+def extract(source: JdbcSource, cfg: TableConfig, columns: Mapping[str, SourceColumn], sql: str,
+            partitions: Sequence[str] = (), text: Sequence[str] = ()) -> Any:
+    """The rows of ``sql`` as the table stages them (defined, not read): zoned timestamps as instants,
+    then the table's transform."""
+    df = source.read(sql, cfg.fetch_size, list(partitions), list(text))
+    zoned = ZONED_TYPES[source.engine]
+    df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
+                    if f.name.lower() in columns and columns[f.name.lower()].type in zoned
+                    and type(f.dataType).__name__ == "TimestampNTZType"
+                    else df[f"`{f.name}`"] for f in df.schema.fields])
+    return cfg.transform(df) if cfg.transform is not None else df
+
+
 class Survey:
     """Gathers a table's facts (source schema and types, the plan read, one pushed-down scan of the
     window) and turns them into its plan; reads only, writes nothing anywhere."""
@@ -3395,7 +3498,7 @@ class Survey:
             nulls = int(source.query_one(null_count_query(engine, ns, name, w.ts))["n"]) \
                 if w.ts and cfg.null_timestamps != "include" else None
             plan = plan_table(cfg, TableFacts(engine, fields, columns, read, target_max, stats, nulls),
-                              t.ctx.cores, t.target, t.ctx.args.verify)
+                              t.ctx.cores, t.target, t.ctx.args.verify, t.ctx.args.repair)
             for note in plan.notes:
                 t.log.info("step=plan note=%s", note)
             for warning in plan.warnings:
@@ -3406,14 +3509,7 @@ class Survey:
         deletes = DeleteDetector.for_table(source, self.wh, cfg, t.target, columns, plan.target_columns,
                                            t.ctx.state_table, t.log)
         with step(t.log, "extract") as info:
-            df = source.read(plan.source_sql, cfg.fetch_size, list(plan.partitions), list(plan.types.text))
-            zoned = ZONED_TYPES[engine]
-            df = df.select([df[f"`{f.name}`"].cast("timestamp").alias(f.name)
-                            if f.name.lower() in columns and columns[f.name.lower()].type in zoned
-                            and type(f.dataType).__name__ == "TimestampNTZType"
-                            else df[f"`{f.name}`"] for f in df.schema.fields])
-            if cfg.transform is not None:
-                df = cfg.transform(df)
+            df = extract(source, cfg, columns, plan.source_sql, plan.partitions, plan.types.text)
             plan = plan_load(plan, cfg, [(f.name, f.dataType) for f in df.schema.fields], fields, t.stage_table,
                              deletes)
             info.update(partitions=max(1, len(plan.partitions)), verbatim=len(plan.types.text),
@@ -3454,9 +3550,10 @@ class Survey:
 class StagedFiles:
     """One run's staging folder on S3 for one table: write the extract there, sweep dead runs, remove."""
 
-    def __init__(self, table: Table, database: str):
+    def __init__(self, table: Table, database: str, sub: str = ""):
+        """``sub``: a folder of its own below the run's (REPAIR's files are never the load's)."""
         self.t, self.database = table, database
-        self.prefix = staging_prefix(table.ctx.args.job_name, database, table.cfg.key, table.ctx.run_started)
+        self.prefix = staging_prefix(table.ctx.args.job_name, database, table.cfg.key, table.ctx.run_started) + sub
         self.files: list[str] = []
 
     def write(self, df: Any) -> list[str]:
@@ -3606,6 +3703,7 @@ class Load:
         releases it with the same COMMIT (docs/GUARANTEES.md "Two runs at once").
         """
         t, wh, r = self.t, self.wh, self.r
+        release = not self.plan.verify          # VERIFY (and REPAIR) run under the lease: the table's run frees it
         if self.cfg.mode == "FULL":
             self._check_lease(release=False)         # DDL commits by itself: no transaction to lock in
             for _, sql in self.plan.statements:
@@ -3615,11 +3713,12 @@ class Load:
                 t.ctx.history.write(wh, r)
                 wh.execute(write_state_sql(t.ctx.state_table), state)
             r.committed = True
-            t.ctx.leases.release(wh, self.cfg.target)     # the target is loaded: counting it needs no lease
-            t.released = True
+            if release:
+                t.ctx.leases.release(wh, self.cfg.target)     # the target is loaded: counting it needs no lease
+                t.released = True
             return
         with wh.transaction():
-            self._check_lease(release=True)
+            self._check_lease(release=release)
             r.deleted = 0 if self.plan.deletes is not None else None
             for kind, sql in self.plan.statements:
                 cur = wh.execute(sql)
@@ -3632,7 +3731,7 @@ class Load:
             t.ctx.history.write(wh, r)                   # commits with the load, or not at all
             wh.execute(write_state_sql(t.ctx.state_table), state)
         r.committed = True
-        t.released = True
+        t.released = release
 
     def _check_lease(self, release: bool) -> None:
         """Refuse to change the target when this run's lease has expired (another run may own it now)."""
@@ -3640,6 +3739,50 @@ class Load:
         if not t.ctx.leases.hold(self.wh, self.cfg.target, release):
             raise EtlError(f"{self.cfg.key}: this run's lease on {self.cfg.target} expired before the load "
                            f"(no heartbeat for {t.ctx.leases.seconds} s); nothing was changed - run again")
+
+
+class Repair(Load):
+    """REPAIR (README "REPAIR"): the keys VERIFY found are read again from the source, staged and COPied as a
+    load's rows are, then one transaction under the table's lease deletes the extra keys the re-read did not
+    bring back and MERGEs the rows read; ``checker`` (the VERIFY that found them) compares those ranges again."""
+
+    def __init__(self, table: Table, plan: TablePlan, source: JdbcSource, wh: Warehouse, checker: Reconciler):
+        super().__init__(table, plan, None, source, wh)
+        self.checker = checker
+
+    def repair(self, drift: Drift) -> Repaired:
+        t, cfg, plan, wh = self.t, self.cfg, self.plan, self.wh
+        problem = repair_problem(cfg.key, cfg.target, drift, self.r.target_rows or 0, cfg.max_delete_fraction)
+        if problem:
+            raise EtlError(problem)
+        keys = repair_keys(drift)
+        done = Repaired(keys=len(keys))
+        staged = StagedFiles(t, self.source.settings.database, "repair/")
+        try:
+            files = staged.write(extract(self.source, cfg, plan.facts.columns, repair_read_sql(plan, cfg, keys),
+                                         (), plan.types.text))
+            with step(t.log, "repair", keys=len(keys)) as info:
+                wh.execute(create_stage_table_sql(t.stage_table, staged_columns(plan.columns)))
+                read = self._copy(staged.prefix, files) if files else 0
+                soft = cfg.deletes == "soft" and DELETED_AT in self.checker.target_cols
+                with wh.transaction():
+                    self._check_lease(release=False)
+                    for kind, sql in repair_statements(plan.target, t.stage_table, plan.columns,
+                                                       plan.window.key_names[0], drift.extra, soft):
+                        cur = wh.execute(sql)
+                        names, row = [d[0] for d in cur.description or []], cur.fetchone()
+                        if kind == "deleted":
+                            done.deleted += deleted_count(names, row)
+                        else:
+                            done.reloaded = sum(merge_counts(names, row))
+                info.update(read=read, reloaded=done.reloaded, deleted=done.deleted)
+        finally:
+            self._drop_stage_table()
+            staged.remove()
+        with step(t.log, "repair_check") as info:
+            done.remaining = self.checker.recheck()
+            info.update(mismatched=done.remaining.count)
+        return done
 
 
 class Table:
@@ -3671,7 +3814,7 @@ class Table:
                 plan, df = Survey(self, source, wh).plan()
                 Load(self, plan, df, source, wh).run()
                 if plan.verify:
-                    self._verify(source, wh, plan.facts.columns)
+                    self._verify(source, wh, plan)
             except LeaseTaken as exc:
                 self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"
                 self.log.warning("step=lease skipped=true %s", exc)
@@ -3679,7 +3822,9 @@ class Table:
             finally:
                 if not self.released:
                     self.ctx.leases.release(wh, self.cfg.target)
-            self.result.status = "DRIFT" if self.result.verified and self.result.verified.count else "OK"
+            r = self.result
+            left = r.repaired.remaining if r.repaired is not None else r.verified
+            r.status = "DRIFT" if left is not None and left.count else "OK"
         except Exception as exc:
             self._failed(exc)
         finally:
@@ -3713,15 +3858,20 @@ class Table:
         self.log.error("step=failed error=%s", self.result.error)
         self.ctx.connections.discard()
 
-    def _verify(self, source: JdbcSource, wh: Warehouse, columns: Mapping[str, SourceColumn]) -> None:
+    def _verify(self, source: JdbcSource, wh: Warehouse, plan: TablePlan) -> None:
         """VERIFY after the load, under the table's lease (see Reconciler), from the plan's information_schema
-        facts (``columns``); metrics VerifiedRows/MismatchedRows."""
+        facts; metrics VerifiedRows/MismatchedRows. With --REPAIR, then REPAIR what it found (RepairedRows)."""
+        checker = Reconciler(source, wh, self.cfg, self.target, plan.facts.columns, self._target_columns(wh),
+                             self.ctx.state_table, self.log)
         with step(self.log, "verify") as info:
-            drift = Reconciler(source, wh, self.cfg, self.target, columns, self._target_columns(wh),
-                               self.ctx.state_table, self.log).verify()
+            drift = checker.verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
         self._publish({"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
+        if plan.repair and drift.count:
+            done = self.result.repaired = Repair(self, plan, source, wh, checker).repair(drift)
+            self.result.target_rows = int(wh.scalar(count_sql(self.target)))
+            self._publish({"RepairedRows": done.reloaded + done.deleted})
 
     def _target_columns(self, wh: Warehouse) -> dict[str, str]:
         """The target's columns as they are after the load (FULL and the plan's DDL may have changed them)."""

@@ -89,6 +89,14 @@ MUTATIONS = [
      "    changed = (r.inserted, r.updated, r.deleted) if loaded else (0, 0, 0)",
      "    changed = (r.inserted, r.updated, r.deleted)",
      ["tests/unit/test_history.py"]),
+    ("REPAIR's statements commit one by one, outside a transaction", JOB,
+     "                with wh.transaction():\n                    self._check_lease(release=False)\n",
+     "                if True:\n                    self._check_lease(release=False)\n",
+     ["tests/e2e/test_repair.py::test_a_kill_inside_the_repair_leaves_the_target_as_before_and_after_its_commit_as_repaired"]),
+    ("MERGE ignores a zero whose sign changed", JOB,
+     ' OR ({target} = 0 AND "\n                f"ATAN2({target}, -1) <> ATAN2({col.load_expr}, -1)))")',
+     ' OR FALSE)")',
+     ["tests/e2e/test_repair.py::test_repair_reloads_exactly_the_drift_and_the_target_equals_a_fresh_load"]),
 ]
 
 

@@ -59,6 +59,9 @@ def test_merge_updates_only_rows_that_differ_null_safe():
                     't."RAW" IS DISTINCT FROM TO_BINARY(s."RAW", \'HEX\')',
                     't."SCORE" IS DISTINCT FROM s."SCORE"', 't."UPDATED_AT" IS DISTINCT FROM s."UPDATED_AT"'):
         assert differs in sql
+    # a FLOAT zero whose sign changed is a change too (0.0 = -0.0 in IEEE)
+    assert '(t."SCORE" IS DISTINCT FROM s."SCORE" OR (t."SCORE" = 0 AND ATAN2(t."SCORE", -1) <> ' \
+           'ATAN2(s."SCORE", -1)))' in sql
     assert '"ID"' not in condition and '"LINE"' not in condition       # keys are the join, not the change
     assert ('THEN UPDATE SET "NOTE" = s."NOTE", "DOC" = PARSE_JSON(s."DOC"), "RAW" = TO_BINARY(s."RAW", \'HEX\'), '
             '"SCORE" = s."SCORE", "UPDATED_AT" = s."UPDATED_AT" ') in sql

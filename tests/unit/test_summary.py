@@ -134,7 +134,8 @@ def results() -> list[g.TableResult]:
     failed = g.TableResult("ops.tickets", "FULL", "RAW.TICKETS", source_rows=50, seconds=0.5,
                            error="ops.tickets: cannot connect as etl with password s3cr\"et!\nretry later")
     drift = g.TableResult("sales.events", "UPSERT", "RAW.EVENTS", "DRIFT", 10, 10, 11, 10, 0, 1.0,
-                          verified=g.Drift(missing=[4], extra=[11, 12], rows=10, changed_since_load=1))
+                          verified=g.Drift(missing=[4], extra=[11, 12], rows=10, changed_since_load=1),
+                          repaired=g.Repaired(3, 1, 1, g.Drift(extra=[12])))
     return [ok, failed, drift]
 
 
@@ -151,16 +152,18 @@ def test_summary_json_is_one_line_with_every_number():
     assert doc["tables"] == [
         {"key": "sales.orders", "target": "RAW.ORDERS", "mode": "INCREMENTAL", "status": "OK",
          "rows": {"source": 120, "read": 7, "inserted": 3, "updated": 4, "deleted": None, "target": 120},
-         "difference": 0, "seconds": 2.346, "error": None, "verified": None},
+         "difference": 0, "seconds": 2.346, "error": None, "verified": None, "repair": None},
         {"key": "ops.tickets", "target": "RAW.TICKETS", "mode": "FULL", "status": "FAILED",
          "rows": {"source": 50, "read": None, "inserted": None, "updated": None, "deleted": None, "target": None},
          "difference": None, "seconds": 0.5,
-         "error": "ops.tickets: cannot connect as etl with password ***\nretry later", "verified": None},
+         "error": "ops.tickets: cannot connect as etl with password ***\nretry later", "verified": None,
+         "repair": None},
         {"key": "sales.events", "target": "RAW.EVENTS", "mode": "UPSERT", "status": "DRIFT",
          "rows": {"source": 10, "read": 10, "inserted": 10, "updated": 0, "deleted": None, "target": 11},
          "difference": -1, "seconds": 1.0, "error": None,
          "verified": {"rows": 10, "mismatched": 3, "missing": 1, "extra": 2, "different": 0,
-                      "changed_since_load": 1}}]
+                      "changed_since_load": 1},
+         "repair": {"keys": 3, "reloaded": 1, "deleted": 1, "remaining": 1}}]
     assert "s3cr" not in line          # redacted before encoding: the escaped form \" cannot slip through
 
 

@@ -1,0 +1,108 @@
+"""REPAIR (issue 15 item 3), the pure half: its arguments, which keys it reads again, when it refuses, the SQL
+of its read and of its transaction (parsed as Snowflake), and how the summary reports it. The e2e half is
+tests/e2e/test_repair.py."""
+
+from __future__ import annotations
+
+import sqlglot
+from awsglue.utils import getResolvedOptions
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+import glue_etl_job as g
+from tests.unit.test_plan import FIELDS, STAGE, TARGET, cfg, facts
+
+BASE = ["glue_etl_job.py", "--JOB_NAME", "etl-prod", "--SNOWFLAKE", "/etl/prod/snowflake"]
+
+
+def parse(*extra: str) -> g.JobArgs:
+    return g.parse_args([*BASE, *extra], resolve=getResolvedOptions)
+
+
+def problems(*extra: str) -> list[str]:
+    try:
+        parse(*extra)
+    except g.ConfigError as exc:
+        return exc.problems
+    raise AssertionError("no ConfigError")
+
+
+def test_repair_implies_verify_and_every_flag_is_strict():
+    assert (parse().verify, parse().repair) == (False, False)
+    assert (parse("--REPAIR", "true").verify, parse("--REPAIR", "true").repair) == (True, True)
+    assert (parse("--VERIFY", "yes").verify, parse("--VERIFY", "yes").repair) == (True, False)
+    # A misspelt value used to mean false: a run without the check that was asked for.
+    assert problems("--VERIFY", "ture") == ["--VERIFY must be true or false, got 'ture'"]
+    assert problems("--REPAIR", "on") == ["--REPAIR must be true or false, got 'on'"]
+    assert problems("--KEEP_STAGING", "keep") == ["--KEEP_STAGING must be true or false, got 'keep'"]
+    assert problems("--REPAIRS", "true") == ["unknown runtime argument --REPAIRS (did you mean --REPAIR?)"]
+
+
+def test_the_plan_says_it_repairs():
+    plan = g.plan_table(cfg(), facts(), cores=2, target=TARGET, repair=True)
+    assert (plan.verify, plan.repair) == (True, True)
+    assert plan.as_dict()["repair"] is True
+    assert "then REPAIR reloads the keys that differ" in plan.describe()
+    assert g.plan_table(cfg(), facts(), cores=2, target=TARGET, verify=True).repair is False
+
+
+def test_every_differing_key_is_read_again_extra_ones_too():
+    drift = g.Drift(missing=[7, 3], extra=[40], different=[5, 3])
+    assert g.repair_keys(drift) == [3, 5, 7, 40]
+
+
+def test_the_read_is_the_loads_read_of_those_keys():
+    plan = g.plan_table(cfg(), facts(), cores=2, target=TARGET)
+    sql = g.repair_read_sql(plan, cfg(), [3, 5, 40])
+    # The same columns and text expressions as the load's read; the window is replaced by the keys.
+    assert sql == 'SELECT "id", "amount", "updated_at" FROM "sales"."orders" WHERE "id" IN (3, 5, 40)'
+    assert plan.source_sql.split(" WHERE ")[0] == sql.split(" WHERE ")[0]
+    excluded = cfg(null_timestamps="exclude")
+    plan = g.plan_table(excluded, facts(null_rows=0), cores=2, target=TARGET)
+    assert g.repair_read_sql(plan, excluded, [3]).endswith('WHERE "id" IN (3) AND "updated_at" IS NOT NULL')
+    for s in (sql, g.repair_read_sql(plan, excluded, [3])):
+        sqlglot.parse_one(s, read="postgres", error_level=ErrorLevel.RAISE)
+
+
+def test_repair_refuses_too_many_keys_and_the_delete_guard_applies():
+    assert g.repair_problem("sales.orders", "RAW.ORDERS", g.Drift(missing=[1], extra=[2]), 100, 0.1) is None
+    many = g.Drift(different=list(range(g.REPAIR_MAX_KEYS + 1)))
+    assert g.repair_problem("sales.orders", "RAW.ORDERS", many, 10**9, 0.1) == (
+        f"sales.orders: REPAIR: {g.REPAIR_MAX_KEYS + 1} keys of RAW.ORDERS differ from the source, more than the "
+        f"{g.REPAIR_MAX_KEYS} one repair reloads; nothing was repaired. Reload the table (mode FULL or "
+        f"TRUNCATE_INSERT for one run), then VERIFY again")
+    wipe = g.Drift(extra=list(range(20)))
+    problem = g.repair_problem("sales.orders", "RAW.ORDERS", wipe, 100, 0.1)
+    assert problem.startswith("REPAIR: sales.orders: 20 of the 100 rows of RAW.ORDERS would be deleted (20.0%), "
+                              "more than max_delete_fraction 0.1; nothing was repaired.")
+    assert g.repair_problem("sales.orders", "RAW.ORDERS", wipe, 100, 0.2) is None
+
+
+def columns():
+    plan = g.plan_table(cfg(), facts(), cores=2, target=TARGET)
+    return g.plan_load(plan, cfg(), list(FIELDS.items()), FIELDS, STAGE).columns
+
+
+def test_the_repair_transaction_deletes_extra_keys_not_read_back_then_merges():
+    stmts = g.repair_statements(TARGET, STAGE, columns(), "ID", [40, 41], soft=False)
+    assert [k for k, _ in stmts] == ["deleted", "merge"]
+    assert stmts[0][1] == (f'DELETE FROM {TARGET} WHERE "ID" IN (40, 41) AND "ID" NOT IN (SELECT "ID" FROM {STAGE})')
+    assert stmts[1][1] == g.merge_sql(TARGET, STAGE, columns(), ["ID"], None)
+    soft = g.repair_statements(TARGET, STAGE, columns(), "ID", [40], soft=True)
+    assert soft[0][1] == (f'UPDATE {TARGET} SET "_DELETED_AT" = CURRENT_TIMESTAMP() WHERE "ID" IN (40) AND '
+                          f'"_DELETED_AT" IS NULL AND "ID" NOT IN (SELECT "ID" FROM {STAGE})')
+    assert '"_DELETED_AT" = NULL' in soft[1][1]         # a key the source has again is live again
+    assert [k for k, _ in g.repair_statements(TARGET, STAGE, columns(), "ID", [], soft=False)] == ["merge"]
+    for _, sql in stmts + soft:
+        tree = sqlglot.parse_one(sql, read="snowflake", error_level=ErrorLevel.RAISE)
+        assert isinstance(tree, (exp.Delete, exp.Update, exp.Merge))
+
+
+def test_the_summary_reports_what_repair_did():
+    r = g.TableResult("sales.orders", "UPSERT", "RAW.ORDERS", "OK", 10, 10, 10, 0, 0, 1.0,
+                      verified=g.Drift(missing=[4], extra=[11], rows=10), repaired=g.Repaired(2, 1, 1, g.Drift()))
+    text = g.summary_table([r])
+    assert "sales.orders: VERIFY 2 mismatched of 10 rows (missing 1, extra 1, different 0)" in text
+    assert ("sales.orders: REPAIR 2 key(s): 1 row(s) written from the source, 1 deleted; "
+            "the repaired ranges now match") in text
+    assert g.repair_summary(g.Repaired(3, 2, 0, g.Drift(different=[9]))).endswith("; 1 still differ")
