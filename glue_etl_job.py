@@ -3334,11 +3334,17 @@ class Reconciler:
         nulls = "" if self.cfg.null_timestamps == "exclude" else f" OR {q} IS NULL"
         return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
 
+    def _both(self, source_sql: str, target_sql: str) -> tuple[list[dict], list[tuple]]:
+        """One query per side, both at once: the source's on a thread of its own (its own JDBC connection)."""
+        s = in_background(self.source.query, source_sql)
+        t = self.wh.rows(target_sql)
+        return s.result(), t
+
     def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
-        s = self.source.query(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key,
-                                                     self.src_hash, lo, hi, width, self.bound))
-        t = self.wh.rows(range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width,
-                                                self.tgt_where))
+        s, t = self._both(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key, self.src_hash,
+                                                 lo, hi, width, self.bound),
+                          range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width,
+                                                 self.tgt_where))
         return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
                 {int(b): (int(n), int(h or 0)) for b, n, h in t})
 
@@ -3363,10 +3369,10 @@ class Reconciler:
         src: dict = {}
         tgt: dict = {}
         for lo, hi in leaves:
-            src.update({int(r["k"]): r["rh"] for r in self.source.query(
-                key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound))})
-            tgt.update({int(k): h for k, h in self.wh.rows(key_hashes_sql(self.target, self.tgt_key,
-                                                                          self.tgt_hash, lo, hi, self.tgt_where))})
+            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound),
+                              key_hashes_sql(self.target, self.tgt_key, self.tgt_hash, lo, hi, self.tgt_where))
+            src.update({int(r["k"]): r["rh"] for r in s})
+            tgt.update({int(k): h for k, h in t})
         drift = compare_key_hashes(src, tgt)
         if self.bound and drift.count:           # re-check: rows the source changed after the last load
             keys = drift.missing + drift.extra + drift.different
@@ -3440,8 +3446,8 @@ class DeleteDetector(Reconciler):
         return found
 
     def _keys(self, lo: int, hi: int) -> tuple[set, set]:
-        s = self.source.query(key_hashes_sql(self.src_table, self.src_key, self.src_key, lo, hi))
-        t = self.wh.rows(key_hashes_sql(self.target, self.tgt_key, self.tgt_key, lo, hi, self.tgt_where))
+        s, t = self._both(key_hashes_sql(self.src_table, self.src_key, self.src_key, lo, hi),
+                          key_hashes_sql(self.target, self.tgt_key, self.tgt_key, lo, hi, self.tgt_where))
         return {int(r["k"]) for r in s}, {int(k) for k, _ in t}
 
     def _guard(self, deletes: int, target_rows: int, at_least: bool) -> None:

@@ -118,6 +118,9 @@ def run(selected: list[tuple]) -> int:
         finally:
             path.write_text(original)
         verdict = {1: "caught", 0: "SURVIVED"}.get(proc.returncode, f"error {proc.returncode}")
+        lines = proc.stdout.strip().splitlines()
+        if verdict == "caught" and " error" in (lines[-1] if lines else ""):
+            verdict = "error"          # a fixture or collection error proves nothing about the guarantee
         print(f"{verdict:9} {time.monotonic() - t0:6.0f}s  {name}  ({' '.join(t.split('::')[-1] for t in tests)})",
               flush=True)
         if verdict != "caught":
