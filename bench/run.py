@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -537,8 +538,9 @@ def main() -> int:
         drop_bench_schemas()       # fakesnow keeps every table in memory
         results = {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": "make bench" + "".join(f" {k}={os.environ[k]}" for k in
-                                              ("BENCH_RUNS", "BENCH_SIZES", "BENCH_VARIANT_RUNS") if k in os.environ),
+            "command": "".join(f"{k}={shlex.quote(os.environ[k])} " for k in
+                               ("BENCH_ONLY", "BENCH_RUNS", "BENCH_SIZES", "BENCH_VARIANT_RUNS") if k in os.environ)
+            + "make bench",
             "profile": prof, "runs": runs, "variant_runs": variant_runs, "peers": status,
             "machine": {**machine(env), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
             "wall_s": round(time.monotonic() - started, 1),
