@@ -52,6 +52,10 @@ def aggregate(measurements: list[dict]) -> dict[str, dict]:
         first = ok[0] if ok else {}
         case["sql"], case["predicate"], case["partitions"] = first.get("sql"), first.get("predicate"), \
             first.get("partitions")
+        names = sorted({name for m in ok for name in (m.get("steps") or {})})
+        case["steps"] = {name: _stats([(m.get("steps") or {}).get(name, 0.0) for m in ok]) for name in names}
+        case["verify_sql"] = first.get("verify_sql")
+        case["summary_table"] = ((first.get("summary") or {}).get("tables") or [None])[0]
         case["rows_read"] = first.get("rows_read")
     return cases
 
@@ -176,6 +180,72 @@ def target_checks(results: dict, cases: dict[str, dict]) -> list[str]:
     return out
 
 
+VERIFY_STEPS = ("plan", "extract", "stage", "copy", "load", "verify")
+
+
+def verify_table(cases: dict[str, dict]) -> str:
+    head = ["case", "rows", "ok", "session s", "plan s", "extract+stage+copy+load s", "verify s", "other steps s",
+            "total s", "CPU s", "load", "found (missing/extra/different)", "repair"]
+    rows = []
+    for c in cases.values():
+        if c["group"] not in ("verify", "check") or c["tool"] != "glue_etl_job":
+            continue
+        st = c.get("steps") or {}
+        med = {k: v["median"] for k, v in st.items() if v}
+        moved = sum(med.get(k, 0.0) for k in ("extract", "stage", "copy", "load"))
+        other = ", ".join(f"{k} {_n(v)}" for k, v in med.items() if k not in VERIFY_STEPS) or "-"
+        t = c.get("summary_table") or {}
+        v, r = t.get("verified"), t.get("repair")
+        found = f"{v['missing']}/{v['extra']}/{v['different']} of {v['rows']:,}" if v else "-"
+        repair = ", ".join(f"{k} {val}" for k, val in r.items()) if isinstance(r, dict) else "-"
+        rows.append([c["case"], f"{c['rows']:,}", _status(c), _med(c["session_s"]), _med(c["plan_s"]),
+                     _n(moved) if c["runs_ok"] else "-", _range(st.get("verify")), other, _range(c["wall_s"]),
+                     _med(c["cpu_s"]), _med(c["load1"]), found, repair])
+    return _table(head, rows)
+
+
+def verify_sql_lines(cases: dict[str, dict]) -> list[str]:
+    """Per VERIFY case and side: the statements by kind (count, seconds) and the first of each kind."""
+    out = []
+    for c in cases.values():
+        sql = c.get("verify_sql")
+        if c["group"] != "verify" or not sql:
+            continue
+        for side in ("postgres", "snowflake"):
+            kinds = sql.get(side) or {}
+            counts = "; ".join(f"{kind} {k['n']} statements, {k['seconds']:.1f} s" for kind, k in kinds.items()
+                               if kind != "all")
+            out.append(f"- {c['case']}, {side} ({'server' if side == 'postgres' else 'client'}-side time): "
+                       f"{counts or 'none'}")
+            for kind in ("fingerprint", "key_hashes"):
+                if kind in kinds:
+                    out.append(f"  - first {kind} statement: `{kinds[kind]['sql']}`")
+    return out
+
+
+def verify_checks(cases: dict[str, dict], l_label: str) -> list[str]:
+    full = _find(cases, case=f"job FULL {l_label}")
+    none = _find(cases, case=f"job VERIFY {l_label}")
+    base = _find(cases, case=f"job VERIFY baseline {l_label}")
+    diffs = next((c for c in cases.values() if c["case"].startswith("job VERIFY") and " 100 diffs " in c["case"]
+                  and c["runs_ok"]), None)
+    if not full or not none:
+        return [f"**VERIFY of {l_label}**: not measured (FULL {l_label} or the VERIFY case is missing or failed)."]
+    f_t, v_t = full["wall_s"]["median"], none["wall_s"]["median"]
+    v_s = none["steps"]["verify"]["median"]
+    out = [f"**VERIFY {l_label}, no drift**: whole run {v_t:.1f}s = **{100 * v_t / f_t:.0f}%** of FULL {l_label} "
+           f"({f_t:.1f}s; target <= 25%); the verify step alone {v_s:.1f}s = {100 * v_s / f_t:.0f}%"
+           + (f"; the same run without --VERIFY {base['wall_s']['median']:.1f}s, so VERIFY added "
+              f"{v_t - base['wall_s']['median']:.1f}s = {100 * (v_t - base['wall_s']['median']) / f_t:.0f}%"
+              if base else "") + "."]
+    if diffs:
+        d_t = diffs["wall_s"]["median"]
+        out.append(f"**{diffs['case']}**: whole run {d_t:.1f}s, {d_t - v_t:.1f}s beyond the no-drift run = "
+                   f"**{100 * (d_t - v_t) / f_t:.0f}%** of FULL {l_label} (target <= 10%); steps: "
+                   + ", ".join(f"{k} {v['median']:.1f}s" for k, v in diffs["steps"].items() if v) + ".")
+    return out
+
+
 def _label(rows: int) -> str:
     return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"
 
@@ -201,10 +271,19 @@ def markdown(results: dict) -> str:
         job_table(cases, "main"), "",
         "Setup runs (not part of the checks): " + "; ".join(
             f"{c['case']} {_range(c['wall_s'])}s" for c in cases.values() if c["group"] == "setup") + ".", "",
+        "Check runs (not timed as cases): " + ("; ".join(
+            f"{c['case']} {_range(c['wall_s'])}s ({_status(c)} ok)" for c in cases.values() if c["group"] == "check")
+            or "none") + ".", "",
         "## Peers on the same PostgreSQL tables (whole process)", "",
         peer_table(cases, "baseline"), "",
         "## Target checks", "",
         *[f"- {line}" for line in target_checks(results, cases)], "",
+        "## VERIFY / REPAIR (the large table loaded once by INCREMENTAL; runs that read no new rows)", "",
+        verify_table(cases), "",
+        *[f"- {line}" for line in verify_checks(cases, _label(results["profile"]["large"]))], "",
+        "Pushed-down SQL of VERIFY (PostgreSQL: its log, `log_min_duration_statement = 0`; Snowflake: "
+        "bench/sqlrecord):", "",
+        *verify_sql_lines(cases), "",
         "## Variants (tuning the job through its config keys / runtime arguments; compressors)", "",
         job_table(cases, "variant"), "",
         peer_table(cases, "variant"), "",

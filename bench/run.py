@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import peers, report, workload
+from bench import peers, report, verify, workload
 from local import seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,13 +37,11 @@ LOGS = RESULTS / "logs"
 JOB = ROOT / "glue_etl_job.py"
 TARGET_SCHEMA = "BENCH"
 STATE_SCHEMA = "BENCH_META"
-JOB_ARGS = ["--JOB_NAME", "bench", "--SNOWFLAKE", f"{seed.SSM_PREFIX}/snowflake",
+JOB_ARGS = ["--JOB_NAME", "bench", "--SNOWFLAKE", workload.SSM_SNOWFLAKE,
             "--AFFILIATE", workload.SSM_POSTGRES, "--PROGRAM360", workload.SSM_MYSQL,
             "--STAGING_BUCKET", seed.STAGING_BUCKET, "--STATE_SCHEMA", STATE_SCHEMA]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NO_CDS = "without JVM class archive"     # the variants that start the JVM as Glue does
-# fakesnow answers a COPY only when it is done (Snowflake within ~45 s, then the client polls): see shim/.
-JOB_ENV = {"PYTHONPATH": str(ROOT / "bench" / "shim"), "BENCH_SNOWFLAKE_SOCKET_TIMEOUT": "900"}
 
 
 def _log(msg: str) -> None:
@@ -154,13 +153,14 @@ def parse_job_log(text: str, start_epoch: float, wall_s: float) -> dict:
             partitions = int(re.search(r" partitions=(\d+)", msg).group(1))
         if step.group(2) == "plan" and predicate is None:
             predicate = json.loads(re.search(r" predicate=(null|\".*?[^\\]\")(?: |$)", msg).group(1))
-    summary = re.findall(r"^(\S+)\s+(FULL|INCREMENTAL|UPSERT|APPEND|TRUNCATE_INSERT)\s+\S+\s+(\d+|-)\s+(\d+|-)\s+"
-                         r"(\d+|-)\s+(-?\d+|-)\s+[\d.]+\s+(OK|FAILED)$", text, re.MULTILINE)
+    # The JSON summary line (README "Run summary for machines"), not the text table: its columns change with the job.
+    summary = next((json.loads(line) for line in text.splitlines() if line.startswith('{"type": "etl_run_summary"')),
+                   {"tables": []})
     session = (run_at - start_epoch) if run_at else None
     return {
         "tables": len(tables),
-        "tables_ok": sum(1 for row in summary if row[6] == "OK"),
-        "rows_read": sum(int(row[3]) for row in summary if row[3] != "-"),
+        "tables_ok": sum(1 for t in summary["tables"] if t["status"] == "OK"),
+        "rows_read": sum(t["rows"]["read"] or 0 for t in summary["tables"]),
         "phases": {
             "session_s": round(session, 3) if session is not None else None,
             "plan_s": round(steps.get("plan", 0.0), 3),
@@ -170,6 +170,7 @@ def parse_job_log(text: str, start_epoch: float, wall_s: float) -> dict:
             "after_session_s": round(wall_s - session, 3) if session is not None else None,
         },
         "partitions": partitions, "sql": sql, "predicate": predicate,
+        "steps": {name: round(seconds, 3) for name, seconds in steps.items()},
     }
 
 
@@ -192,6 +193,14 @@ def sf_execute(*sqls: str, ignore_errors: bool = False) -> None:
 def drop_bench_schemas() -> None:
     db = stack.SNOWFLAKE_DATABASE
     sf_execute(*(f"DROP SCHEMA IF EXISTS {db}.{schema} CASCADE" for schema in (TARGET_SCHEMA, STATE_SCHEMA)))
+
+
+def sf_rows(sql: str) -> list[tuple]:
+    conn = stack.snowflake_connect()
+    try:
+        return conn.cursor().execute(sql).fetchall()
+    finally:
+        conn.close()
 
 
 def forget_target(name: str) -> None:
@@ -230,27 +239,52 @@ class Bench:
              f"mem {rec['mem_mb']}, {'OK' if rec['ok'] else 'FAILED: ' + str(rec.get('error'))}")
 
     def job(self, case: str, tables: dict, rows: int, *, size: str, mode: str, source: str = "postgres",
-            group: str = "main", runs: int | None = None, args: tuple[str, ...] = (), before=None,
-            env: dict | None = None) -> None:
-        """``env`` adds to the job's environment; a None value removes that variable."""
-        if self.skip(case):
+            group: str = "main", runs: int | None = None, args: tuple[str, ...] = (), before=None, after=None,
+            check=None, record_sql: verify.PgStatements | None = None, env: dict | None = None,
+            force: bool = False) -> None:
+        """``env`` adds to the job's environment; a None value removes that variable. ``before(i)`` /
+        ``after(i)`` run around run i (``after`` also when it failed); ``check(parsed, rc)`` returns None or
+        what is wrong, and replaces the default check (exit 0, every table OK). ``record_sql``: record the
+        statements both sides ran (PostgreSQL's log, bench/sqlrecord on the job's Snowflake connections).
+        ``force``: run even when BENCH_ONLY does not name the case (the setup or check of a case it names)."""
+        if self.skip(case) and not force:
             return
-        run_env = {k: v for k, v in {**self.env, **JOB_ENV, **(env or {})}.items() if v is not None}
-        config = self.work / f"{case.replace(' ', '_')}.json"
+        run_env = {k: v for k, v in {**self.env, **(env or {})}.items() if v is not None}
+        config = self.work / f"{_file_name(case)}.json"
         config.write_text(json.dumps({"TABLES": tables}))
         for i in range(runs or self.runs):
             if before:
                 before(i)
-            log = LOGS / f"{case.replace(' ', '_')}-{i + 1}.log"
-            m = measure([sys.executable, str(JOB), *JOB_ARGS, "--CONFIG", str(config), *args],
-                        run_env, log)
-            text = log.read_text(errors="replace")
-            parsed = parse_job_log(text, m["start_epoch"], m["wall_s"])
-            ok = m["rc"] == 0 and parsed["tables_ok"] == len(tables)
-            error = None if ok else _last_error(text)
-            self._record({"case": case, "group": group, "tool": "glue_etl_job", "mode": mode, "source": source,
-                          "size": size, "rows": rows, "run": i + 1, "args": list(args), "ok": ok, "error": error,
-                          **m, **parsed})
+            try:
+                log = LOGS / f"{_file_name(case)}-{i + 1}.log"
+                extra_env, record, offset = {}, LOGS / f"{_file_name(case)}-{i + 1}.snowflake.jsonl", 0
+                if record_sql:
+                    record.unlink(missing_ok=True)
+                    extra_env = {"PYTHONPATH": str(ROOT / "bench" / "sqlrecord"), "BENCH_SQL_RECORD": str(record)}
+                    offset = record_sql.offset()
+                m = measure([sys.executable, str(JOB), *JOB_ARGS, "--CONFIG", str(config), *args],
+                            {**run_env, **extra_env}, log)
+                text = log.read_text(errors="replace")
+                parsed = parse_job_log(text, m["start_epoch"], m["wall_s"])
+                if check or record_sql:
+                    parsed.update(verify.parse_verify_log(text))
+                if record_sql:
+                    parsed["verify_sql"] = {"postgres": verify.sql_summary(record_sql.since(offset)),
+                                            "snowflake": verify.sql_summary(verify.snowflake_statements(record))}
+                if check:
+                    error = check(parsed, m["rc"])
+                    ok = error is None
+                    if error and m["rc"] != 0:
+                        error = f"{error} ({_last_error(text)})"
+                else:
+                    ok = m["rc"] == 0 and parsed["tables_ok"] == len(tables)
+                    error = None if ok else _last_error(text)
+                self._record({"case": case, "group": group, "tool": "glue_etl_job", "mode": mode, "source": source,
+                              "size": size, "rows": rows, "run": i + 1, "args": list(args), "ok": ok, "error": error,
+                              **m, **parsed})
+            finally:
+                if after:
+                    after(i)
 
     def peer(self, case: str, tool: str, rows: int, size: str, make_cmd, *, group: str = "baseline",
              runs: int | None = None, count=None) -> None:
@@ -260,7 +294,7 @@ class Bench:
         for i in range(runs or self.runs):
             workdir = Path(tempfile.mkdtemp(prefix="peer-", dir=self.work))
             cmd, extra = make_cmd(workdir)
-            log = LOGS / f"{case.replace(' ', '_').replace('|', '')}-{i + 1}.log"
+            log = LOGS / f"{_file_name(case)}-{i + 1}.log"
             m = measure(cmd, {**self.env, **extra}, log)
             text = log.read_text(errors="replace")
             got = count(text, workdir) if count and m["rc"] == 0 else None
@@ -276,6 +310,10 @@ class Bench:
         _log(f"{case}: {why}")
         self.measurements.append({"case": case, "group": group, "tool": tool, "size": size, "rows": rows,
                                   "ok": False, "unavailable": why})
+
+
+def _file_name(case: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.%+-]", "", case.replace(" ", "_"))
 
 
 def _last_error(text: str) -> str:
@@ -309,6 +347,8 @@ def run_cases(b: Bench, prof: dict, names: dict, status: dict) -> None:
           size=l_label, mode="FULL", group="variant", runs=b.variant_runs, env={"ETL_SPARK_JAVA_OPTIONS": None})
     forget_target(f"FULL_{S}")
     forget_target(f"FULL_{L}")
+
+    verify_cases(b, prof, names)
 
     incr = {l_key: entry("postgres", f"INCR_{L}", "INCREMENTAL")}
     forget_target(f"INCR_{L}")
@@ -387,6 +427,51 @@ def run_cases(b: Bench, prof: dict, names: dict, status: dict) -> None:
                group="variant", runs=vr, count=_line_count(decomp))
 
 
+def verify_cases(b: Bench, prof: dict, names: dict) -> None:
+    """VERIFY of the large table with no drift, and with 100 scattered differences put into the target
+    (found exactly, then repaired by --REPAIR where the job has it; bench/verify.py).
+
+    One untimed INCREMENTAL load first; each timed run then reads no new rows (the row at the watermark
+    only), so its time is the run's fixed cost plus VERIFY. ``job VERIFY baseline`` is the same run
+    without --VERIFY: that fixed cost alone."""
+    large, l_label = prof["large"], workload.label(prof["large"])
+    name = f"VERIFY_{l_label.upper()}"
+    target = f"{stack.SNOWFLAKE_DATABASE}.{TARGET_SCHEMA}.{name}"
+    repair = '"REPAIR"' in JOB.read_text()          # --REPAIR: VERIFY, reload the differing keys, verify again
+    diffs_case = f"job VERIFY{'+REPAIR' if repair else ''} 100 diffs {l_label}"
+    cases = [f"job VERIFY baseline {l_label}", f"job VERIFY {l_label}", diffs_case]
+    if all(b.skip(c) for c in cases):
+        return
+    cfg = {f"{workload.SCHEMA}.{names['large']}": entry("postgres", name, "INCREMENTAL")}
+    forget_target(name)
+    b.job(f"job VERIFY initial {l_label}", cfg, large, size=l_label, mode="INCREMENTAL", runs=1, group="setup",
+          force=True)
+    b.job(cases[0], cfg, large, size=l_label, mode="INCREMENTAL", group="verify")
+    drifts = verify.Drifts(names["large"], target, large)
+    columns = [r[0] for r in sf_rows(f"SELECT COLUMN_NAME FROM {stack.SNOWFLAKE_DATABASE}.INFORMATION_SCHEMA.COLUMNS "
+                                     f"WHERE TABLE_SCHEMA = '{TARGET_SCHEMA}' AND TABLE_NAME = '{name}' "
+                                     f"ORDER BY ORDINAL_POSITION")]
+    held = len(drifts.keys["extra"])
+
+    def after(i: int) -> None:
+        try:
+            if repair:      # the target equals the source (which lacks the held keys until restored)
+                b.job(f"check VERIFY after REPAIR {l_label}", cfg, large - held, size=l_label, mode="VERIFY",
+                      group="check", runs=1, args=("--VERIFY", "true"), check=verify.expect_no_drift(large - held),
+                      force=True)
+        finally:
+            drifts.restore_source()
+
+    with verify.PgStatements() as pg:
+        b.job(cases[1], cfg, large, size=l_label, mode="VERIFY", group="verify", args=("--VERIFY", "true"),
+              check=verify.expect_no_drift(large), record_sql=pg)
+        b.job(diffs_case, cfg, large - held, size=l_label, mode="REPAIR" if repair else "VERIFY", group="verify",
+              args=("--REPAIR" if repair else "--VERIFY", "true"), record_sql=pg,
+              before=lambda i: drifts.inject(sf_execute, columns), after=after,
+              check=verify.expect_drifts(drifts, repair))
+    forget_target(name)
+
+
 # ----- machine and versions ----------------------------------------------------------------------------------
 
 
@@ -453,8 +538,9 @@ def main() -> int:
         drop_bench_schemas()       # fakesnow keeps every table in memory
         results = {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": "make bench" + "".join(f" {k}={os.environ[k]}" for k in
-                                              ("BENCH_RUNS", "BENCH_SIZES", "BENCH_VARIANT_RUNS") if k in os.environ),
+            "command": "".join(f"{k}={shlex.quote(os.environ[k])} " for k in
+                               ("BENCH_ONLY", "BENCH_RUNS", "BENCH_SIZES", "BENCH_VARIANT_RUNS") if k in os.environ)
+            + "make bench",
             "profile": prof, "runs": runs, "variant_runs": variant_runs, "peers": status,
             "machine": {**machine(env), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
             "wall_s": round(time.monotonic() - started, 1),

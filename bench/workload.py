@@ -23,6 +23,11 @@ DATABASE = "bench"          # PostgreSQL database and MariaDB database
 SCHEMA = "bench"            # PostgreSQL schema (the job's "namespace")
 SSM_POSTGRES = "/etl/bench/postgres"
 SSM_MYSQL = "/etl/bench/mysql"
+SSM_SNOWFLAKE = "/etl/bench/snowflake"
+# fakesnow answers a query request only when the statement has finished (Snowflake within ~45 s, then the
+# connector polls), so a COPY of 5M rows on a busy machine outlasts the job's default socket_timeout
+# (120 s, README "Snowflake connection"): the bench's Snowflake secret raises it with the job's own key.
+BENCH_SOCKET_TIMEOUT = 900
 
 # BENCH_SIZES=small is the smoke profile; the default is the issue's workload.
 PROFILES = {
@@ -158,6 +163,26 @@ def update_delta(table: str, rows: int, slot: int, share: int = 100) -> int:
     return changed
 
 
+def held_name(table: str) -> str:
+    return f"{SCHEMA}.{table}_held"
+
+
+def restore_held(table: str) -> bool:
+    """Put back the rows the VERIFY case moved aside (bench/verify.py ``Drifts``), also after an interrupted
+    bench; True if there were any."""
+    conn = stack.pg_connect(DATABASE)
+    try:
+        with conn, conn.cursor() as cur:        # one transaction
+            cur.execute("SELECT to_regclass(%s)", (held_name(table),))
+            if cur.fetchone()[0] is None:
+                return False
+            cur.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * FROM {held_name(table)}")
+            cur.execute(f"DROP TABLE {held_name(table)}")
+            return True
+    finally:
+        conn.close()
+
+
 # ----- MariaDB ---------------------------------------------------------------------------------
 
 
@@ -184,13 +209,16 @@ def ensure_mysql_table(table: str, rows: int) -> bool:
 
 
 def put_ssm_parameters() -> None:
-    """/etl/bench/{postgres,mysql}: the seeded connection secrets, pointed at database ``bench``."""
+    """/etl/bench/{postgres,mysql}: the seeded connection secrets, pointed at database ``bench``;
+    /etl/bench/snowflake: the seeded Snowflake secret with ``socket_timeout`` BENCH_SOCKET_TIMEOUT."""
     from local import seed
 
     params = seed.ssm_parameters()
     ssm = stack.boto3_client("ssm")
-    for path, source in ((SSM_POSTGRES, "affiliate"), (SSM_MYSQL, "program360")):
-        value = {**params[f"{seed.SSM_PREFIX}/{source}"], "database": DATABASE}
+    values = {path: {**params[f"{seed.SSM_PREFIX}/{source}"], "database": DATABASE}
+              for path, source in ((SSM_POSTGRES, "affiliate"), (SSM_MYSQL, "program360"))}
+    values[SSM_SNOWFLAKE] = {**params[f"{seed.SSM_PREFIX}/snowflake"], "socket_timeout": BENCH_SOCKET_TIMEOUT}
+    for path, value in values.items():
         ssm.put_parameter(Name=path, Value=json.dumps(value), Type="SecureString", Overwrite=True)
 
 
@@ -199,6 +227,8 @@ def prepare(prof: dict) -> dict:
     started = time.monotonic()
     _pg_database()
     small, large = table_name(prof["small"]), table_name(prof["large"])
+    if restore_held(large):
+        _log(f"postgres {SCHEMA}.{large}: put back the rows an interrupted VERIFY case had moved aside")
     ensure_pg_table(small, prof["small"])
     ensure_pg_table(large, prof["large"])
     many = many_names(prof["many_tables"])
