@@ -2103,7 +2103,8 @@ def repair_statements(target: str, stage: str, cols: Sequence[Column], key: str,
                       soft: bool) -> list[tuple[str, str]]:
     """The repair transaction's statements: the ``extra`` keys the re-read did not bring back are deleted
     (soft: stamped), then the rows read are MERGEd (``merge_sql``: only differing rows are rewritten)."""
-    kept = f"SELECT {qi(key)} FROM {stage}"       # the stage holds no NULL key (checked before)
+    # NOT IN is safe here: the stage holds no NULL key, since the re-read selects rows by key IN (...)
+    kept = f"SELECT {qi(key)} FROM {stage}"
     deletes = [(kind, f"{sql} AND {qi(key)} NOT IN ({kept})")
                for kind, sql in delete_statements(target, key, extra, soft)]
     return deletes + [("merge", merge_sql(target, stage, cols, [key], None, soft))]
