@@ -25,6 +25,7 @@ runs as a script (which is how Glue runs it).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import json
@@ -1780,6 +1781,13 @@ KIND_FAMILIES = {"int": "number", "decimal": "number", "float4": "float", "float
                  "binary": "binary", "time": "time", "money": "number", "inet": "text", "json_array": "variant",
                  "bit_bool": "boolean", "plus0": "number"}
 NULL_MARK = "'N'"
+# Session settings for the fingerprint queries on a source connection (each query has a connection of its
+# own). PostgreSQL: its planner estimates GROUP BY FLOOR((key - lo) / width) to have one group per key (the
+# key's distinct count), so it sorts every row of the scan, to disk, where a hash aggregate of the few
+# buckets is 20% faster: enable_sort off makes it hash-aggregate (a hash aggregate spills by partitions
+# should it outgrow work_mem). JIT compiles each fingerprint query (3-5 s on 5M rows) and gains nothing:
+# the time is in MD5 and TO_CHAR calls. Both are planner settings any user may set (docs/PERFORMANCE.md).
+RECONCILE_SESSION = {"postgres": ("SET jit = off", "SET enable_sort = off")}
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
 
@@ -1945,14 +1953,31 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     raise ValueError(f"unknown canonical kind {kind!r}")
 
 
-def row_hash_sql(dialect: str, canon: Sequence[str]) -> str:
-    """MD5 (hex) of the row: each column's MD5 (or 'N' for NULL), joined by '|'."""
-    if dialect == "mysql":    # MD5 of the UTF-8 bytes, whatever the column's character set
-        parts = [f"COALESCE(MD5(CONVERT({c} USING utf8mb4)), {NULL_MARK})" for c in canon]
+# Kinds whose canonical text may be any string (and so hold '|' or read 'N'): the row hash frames them with
+# their length. Every other kind's text is digits, signs, '.', ':', '-', 'p', hex or a fixed word.
+FREE_TEXT_KINDS = frozenset({"text", "json_array"})
+
+
+def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
+    """MD5 (hex) of the row: one MD5 over its columns' canonical texts joined by '|'.
+
+    ``columns``: (kind, canonical SQL) in column order. NULL is 'N'; a FREE_TEXT_KINDS text is written as
+    its length (in characters), ':' and itself, so no text can pass for another split of the columns or for
+    NULL (the other kinds' texts hold no '|' and are never 'N'). One MD5 per row, not one per column: the
+    hash function is most of a fingerprint's cost (docs/PERFORMANCE.md "VERIFY and REPAIR on 5M").
+    """
+    parts = []
+    for kind, c in columns:
+        if dialect == "mysql":        # the UTF-8 bytes, whatever the column's character set
+            c = f"CONVERT({c} USING utf8mb4)"
+            framed = f"CONCAT(CHAR_LENGTH({c}), ':', {c})"
+        else:
+            n = f"CAST(LENGTH({c}) AS TEXT)" if dialect == "postgres" else f"TO_VARCHAR(LENGTH({c}))"
+            framed = f"{n} || ':' || {c}"
+        parts.append(f"COALESCE({framed if kind in FREE_TEXT_KINDS else c}, {NULL_MARK})")
+    if dialect == "mysql":
         return f"MD5(CONCAT_WS('|', {', '.join(parts)}))"
-    parts = [f"COALESCE(MD5({c}), {NULL_MARK})" for c in canon]
-    joined = " || '|' || ".join(parts)
-    return f"MD5({joined})"
+    return "MD5(" + " || '|' || ".join(parts) + ")"
 
 
 def hash_slice_sql(dialect: str, row_hash: str) -> str:
@@ -1965,22 +1990,34 @@ def hash_slice_sql(dialect: str, row_hash: str) -> str:
     return f"TO_NUMBER({head}, '{'X' * HASH_HEX_DIGITS}')"
 
 
+KeyRanges = Sequence[tuple[int, int]]     # inclusive (lo, hi) key ranges, sorted and disjoint
+
+
 def bucket_width(lo: int, hi: int, buckets: int) -> int:
     """Width of each of at most ``buckets`` half-open key ranges that cover lo..hi (inclusive)."""
     return max(1, -(-(hi - lo + 1) // max(1, buckets)))
 
 
-def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo: int, hi: int, width: int,
-                           where: str | None = None) -> str:
-    """Per bucket FLOOR((key - lo) / width) of keys lo..hi: (bucket, rows, sum of hash slices)."""
+def ranges_sql(key: str, ranges: KeyRanges) -> str:
+    """The condition 'key in one of ``ranges``'."""
+    one = [f"{key} = {a}" if a == b else f"{key} BETWEEN {a} AND {b}" for a, b in ranges]
+    if len(ranges) == 1 and ranges[0][0] != ranges[0][1]:
+        a, b = ranges[0]
+        return f"{key} >= {a} AND {key} <= {b}"
+    return one[0] if len(one) == 1 else "(" + " OR ".join(one) + ")"
+
+
+def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo: int, width: int,
+                           ranges: KeyRanges, where: str | None = None) -> str:
+    """Per bucket FLOOR((key - lo) / width) of the keys in ``ranges``: (bucket, rows, sum of hash slices)."""
     bucket = f"FLOOR(({key} - {lo}) / {width})"
-    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+    cond = ranges_sql(key, ranges) + (f" AND ({where})" if where else "")
     return (f"SELECT {bucket} AS b, COUNT(*) AS n, SUM({hash_slice_sql(dialect, row_hash)}) AS h "
             f"FROM {table} WHERE {cond} GROUP BY {bucket}")
 
 
-def key_hashes_sql(table: str, key: str, row_hash: str, lo: int, hi: int, where: str | None = None) -> str:
-    cond = f"{key} >= {lo} AND {key} <= {hi}" + (f" AND ({where})" if where else "")
+def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None) -> str:
+    cond = ranges_sql(key, ranges) + (f" AND ({where})" if where else "")
     return f"SELECT {key} AS k, {row_hash} AS rh FROM {table} WHERE {cond}"
 
 
@@ -1999,33 +2036,76 @@ def bucket_range(lo: int, width: int, bucket: int, hi: int) -> tuple[int, int]:
     return start, min(hi, start + width - 1)
 
 
-VERIFY_BUCKETS = 16          # key ranges per split
-VERIFY_LEAF_ROWS = 2_000     # a differing range this small sends key + row hash instead of splitting again
-VERIFY_LOG_KEYS = 100        # differing keys logged one per line (all are counted)
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
-Fingerprints = Callable[[int, int, int], tuple[Mapping[int, tuple[int, int]], Mapping[int, tuple[int, int]]]]
+def merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` sorted, with overlapping or adjacent ones joined."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def clip(r: tuple[int, int], ranges: KeyRanges) -> list[tuple[int, int]]:
+    """The parts of ``r`` inside ``ranges`` (sorted, disjoint)."""
+    i = max(0, bisect.bisect_right(ranges, (r[0], r[0])) - 1)
+    out = []
+    for a, b in ranges[i:]:
+        if a > r[1]:
+            break
+        if b >= r[0]:
+            out.append((max(a, r[0]), min(b, r[1])))
+    return out
+
+
+VERIFY_BUCKETS = 16            # a differing bucket is split into this many at the next level
+VERIFY_BUCKET_KEYS = 1_024     # the first level's bucket width aimed at: about one pass down to small ranges
+VERIFY_TOP_BUCKETS = 4_096     # ... with at most this many buckets (one answer row each)
+VERIFY_LEAF_ROWS = 128         # a differing range this small sends key + row hash instead of splitting again
+VERIFY_RANGES_PER_STATEMENT = 256   # key ranges one fingerprint or key-hash statement looks into
+VERIFY_LOG_KEYS = 100          # differing keys logged one per line (all are counted)
+
+
+def top_buckets(lo: int, hi: int) -> int:
+    """The first level's bucket count: one bucket per VERIFY_BUCKET_KEYS keys, within 16..4096."""
+    return min(VERIFY_TOP_BUCKETS, max(VERIFY_BUCKETS, -(-(hi - lo + 1) // VERIFY_BUCKET_KEYS)))
+
+
+Fingerprints = Callable[[int, int, KeyRanges], tuple[Mapping[int, tuple[int, int]], Mapping[int, tuple[int, int]]]]
 
 
 def differing_ranges(lo: int, hi: int, fingerprints: Fingerprints, buckets: int = VERIFY_BUCKETS,
-                     leaf_rows: int = VERIFY_LEAF_ROWS) -> tuple[list[tuple[int, int]], int, int]:
-    """Bisect lo..hi down to the small key ranges whose fingerprints differ.
+                     leaf_rows: int = VERIFY_LEAF_ROWS, first: int | None = None
+                     ) -> tuple[list[tuple[int, int]], int, int]:
+    """Bisect lo..hi, a level at a time, down to the small key ranges whose fingerprints differ.
 
-    ``fingerprints(lo, hi, width)`` returns (source, target) per-bucket (rows, hash sum) of keys lo..hi.
+    ``fingerprints(lo, width, ranges)`` returns (source, target) (rows, hash sum) per bucket
+    FLOOR((key - lo) / width) of the keys in ``ranges``. The first level has ``first`` buckets (default
+    ``top_buckets``); each next level is ``buckets`` times finer and looks only into the differing
+    buckets of the level before (clipped to the ranges it looked into), all of them in one call.
     Returns (the inclusive ranges to compare key by key, source rows in lo..hi, fingerprint calls).
     """
-    pending, leaves, rows, calls = [(lo, hi)], [], 0, 0
+    width = bucket_width(lo, hi, first or top_buckets(lo, hi))
+    pending: list[tuple[int, int]] = [(lo, hi)]
+    leaves: list[tuple[int, int]] = []
+    rows = calls = 0
     while pending:
-        a, b = pending.pop()
-        width = bucket_width(a, b, buckets)
-        src, tgt = fingerprints(a, b, width)
+        src, tgt = fingerprints(lo, width, pending)
         if calls == 0:
             rows = sum(n for n, _ in src.values())
         calls += 1
+        deeper = []
         for bucket in differing_buckets(src, tgt):
-            r = bucket_range(a, width, bucket, b)
-            small = max(src.get(bucket, (0, 0))[0], tgt.get(bucket, (0, 0))[0]) <= leaf_rows or r[0] == r[1]
-            (leaves if small else pending).append(r)
+            small = max(src.get(bucket, (0, 0))[0], tgt.get(bucket, (0, 0))[0]) <= leaf_rows or width == 1
+            for part in clip(bucket_range(lo, width, bucket, hi), pending):
+                (leaves if small or part[0] == part[1] else deeper).append(part)
+        pending, width = merged(deeper), bucket_width(0, width - 1, buckets)
     return sorted(leaves), rows, calls
 
 
@@ -2126,7 +2206,7 @@ def repair_summary(r: Repaired) -> str:
 
 def key_hash_sql(dialect: str, key: str) -> str:
     """The key-only row hash: ``row_hash_sql`` over the key's canonical text (an integer key)."""
-    return row_hash_sql(dialect, [canonical_sql(dialect, "int", key)])
+    return row_hash_sql(dialect, [("int", canonical_sql(dialect, "int", key))])
 
 
 @dataclass
@@ -2154,22 +2234,22 @@ def delete_guard(table: str, target: str, deletes: int, target_rows: int, fracti
             f"raise 'max_delete_fraction' for the table for one run (e.g. 1.0)")
 
 
-KeySets = Callable[[int, int], tuple[set, set]]
+KeySets = Callable[[KeyRanges], tuple[set, set]]
 
 
 def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
                  guard: Callable[[int, int, bool], None]) -> Deletes:
     """The target's keys in lo..hi that the source lacks.
 
-    ``fingerprints`` as for ``differing_ranges`` (key-only hashes); ``keys(lo, hi)`` gives (source keys, target
-    keys) of a range; ``guard(deletes, target_rows, at_least)`` raises to refuse. The first (whole-range) call
-    already bounds the deletes from below (a bucket's target rows beyond its source rows), so an emptied source
-    is refused after one aggregate per side, before any key is fetched.
+    ``fingerprints`` as for ``differing_ranges`` (key-only hashes); ``keys(ranges)`` gives (source keys, target
+    keys) in those ranges; ``guard(deletes, target_rows, at_least)`` raises to refuse. The first (whole-range)
+    call already bounds the deletes from below (a bucket's target rows beyond its source rows), so an emptied
+    source is refused after one aggregate per side, before any key is fetched.
     """
     found = Deletes()
 
-    def target_buckets(a: int, b: int, width: int) -> tuple[Mapping, Mapping]:
-        src, tgt = fingerprints(a, b, width)
+    def target_buckets(origin: int, width: int, ranges: KeyRanges) -> tuple[Mapping, Mapping]:
+        src, tgt = fingerprints(origin, width, ranges)
         if not found.ranges_queried:
             found.target_rows = sum(n for n, _ in tgt.values())
             guard(sum(max(0, n - src.get(k, (0, 0))[0]) for k, (n, _) in tgt.items()), found.target_rows, True)
@@ -2177,9 +2257,9 @@ def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
         return {k: v for k, v in src.items() if k in tgt}, tgt     # no target keys there: no delete there
 
     leaves, _, _ = differing_ranges(lo, hi, target_buckets)
-    for a, b in leaves:
-        src, tgt = keys(a, b)
-        found.keys += sorted(tgt - src)
+    if leaves:
+        src, tgt = keys(leaves)
+        found.keys = sorted(tgt - src)
     found.leaves = len(leaves)
     guard(len(found.keys), found.target_rows, False)
     return found
@@ -2779,8 +2859,9 @@ class JdbcSource:
             raise EtlError(f"{namespace}.{table}: cannot read the source table on {self.settings.url}: "
                            f"{text}{hint}") from None
 
-    def query(self, sql: str) -> list[dict]:
-        """Run a small query on the source (aggregates, metadata) and return its rows.
+    def query(self, sql: str, settings: Sequence[str] = ()) -> list[dict]:
+        """Run a small query on the source (aggregates, metadata) and return its rows; ``settings``:
+        statements run first on its connection, after the session's time zone.
 
         It runs on the driver over the same JDBC driver and session settings as the reads, not as
         a Spark job: a one-row aggregate does not need a scheduler round trip. Values come back as
@@ -2791,7 +2872,8 @@ class JdbcSource:
         try:
             conn = self._connect()
             stmt = conn.createStatement()
-            stmt.execute(self._session_init)
+            for s in (self._session_init, *settings):
+                stmt.execute(s)
             rs = stmt.executeQuery(sql)
             meta = rs.getMetaData()
             names = [meta.getColumnLabel(i).lower() for i in range(1, meta.getColumnCount() + 1)]
@@ -3374,8 +3456,8 @@ class Reconciler:
                 continue
             scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
             kinds[name.lower()] = kind
-            src.append(canonical_sql(engine, kind, source_quote(engine, name), scale))
-            tgt.append(canonical_sql("snowflake", kind, qi(name.upper()), scale))
+            src.append((kind, canonical_sql(engine, kind, source_quote(engine, name), scale)))
+            tgt.append((kind, canonical_sql("snowflake", kind, qi(name.upper()), scale)))
         pk = cfg.primary_key
         if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
             problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
@@ -3403,17 +3485,35 @@ class Reconciler:
 
     def _both(self, source_sql: str, target_sql: str) -> tuple[list[dict], list[tuple]]:
         """One query per side, both at once: the source's on a thread of its own (its own JDBC connection)."""
-        s = in_background(self.source.query, source_sql)
+        s = in_background(self.source.query, source_sql, RECONCILE_SESSION.get(self.source.engine, ()))
         t = self.wh.rows(target_sql)
         return s.result(), t
 
-    def _buckets(self, lo: int, hi: int, width: int) -> tuple[dict, dict]:
-        s, t = self._both(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key, self.src_hash,
-                                                 lo, hi, width, self.bound),
-                          range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, lo, hi, width,
-                                                 self.tgt_where))
-        return ({int(r["b"]): (int(r["n"]), int(r["h"] or 0)) for r in s},
-                {int(b): (int(n), int(h or 0)) for b, n, h in t})
+    def _buckets(self, origin: int, width: int, ranges: KeyRanges) -> tuple[dict, dict]:
+        """Per bucket (rows, hash sum) of both sides, VERIFY_RANGES_PER_STATEMENT ranges per statement."""
+        src: dict = {}
+        tgt: dict = {}
+        for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
+            s, t = self._both(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key, self.src_hash,
+                                                     origin, width, part, self.bound),
+                              range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, origin,
+                                                     width, part, self.tgt_where))
+            for into, rows in ((src, ((r["b"], r["n"], r["h"]) for r in s)), (tgt, t)):
+                for b, n, h in rows:        # a bucket cut by two statements' ranges adds up
+                    had = into.get(int(b), (0, 0))
+                    into[int(b)] = (had[0] + int(n), had[1] + int(h or 0))
+        return src, tgt
+
+    def _key_rows(self, ranges: KeyRanges, src_value: str, tgt_value: str) -> tuple[dict, dict]:
+        """key -> value of both sides' rows in ``ranges``, VERIFY_RANGES_PER_STATEMENT ranges per statement."""
+        src: dict = {}
+        tgt: dict = {}
+        for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
+            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound),
+                              key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where))
+            src.update({int(r["k"]): r["rh"] for r in s})
+            tgt.update({int(k): h for k, h in t})
+        return src, tgt
 
     def verify(self) -> Drift:
         self._plan()
@@ -3433,21 +3533,14 @@ class Reconciler:
         return self._compare(self.leaves, "repair_check")
 
     def _compare(self, leaves: Sequence[tuple[int, int]], what: str = "verify") -> Drift:
-        src: dict = {}
-        tgt: dict = {}
-        for lo, hi in leaves:
-            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, self.src_hash, lo, hi, self.bound),
-                              key_hashes_sql(self.target, self.tgt_key, self.tgt_hash, lo, hi, self.tgt_where))
-            src.update({int(r["k"]): r["rh"] for r in s})
-            tgt.update({int(k): h for k, h in t})
-        drift = compare_key_hashes(src, tgt)
+        drift = compare_key_hashes(*self._key_rows(leaves, self.src_hash, self.tgt_hash)) if leaves else Drift()
         if self.bound and drift.count:           # re-check: rows the source changed after the last load
             keys = drift.missing + drift.extra + drift.different
             later = set()
-            for i in range(0, len(keys), 1000):
+            for part in batches(keys, 1000):
                 later |= {int(r["k"]) for r in self.source.query(
                     f"SELECT {self.src_key} AS k FROM {self.src_table} WHERE {self.src_key} IN "
-                    f"({', '.join(str(k) for k in keys[i:i + 1000])}) AND NOT ({self.bound})")}
+                    f"({', '.join(str(k) for k in part)}) AND NOT ({self.bound})")}
             drift.missing, drift.extra, drift.different = ([k for k in ks if k not in later] for ks in
                                                            (drift.missing, drift.extra, drift.different))
             drift.changed_since_load = len(later)
@@ -3512,10 +3605,9 @@ class DeleteDetector(Reconciler):
         found.add_column = soft and DELETED_AT not in self.target_cols
         return found
 
-    def _keys(self, lo: int, hi: int) -> tuple[set, set]:
-        s, t = self._both(key_hashes_sql(self.src_table, self.src_key, self.src_key, lo, hi),
-                          key_hashes_sql(self.target, self.tgt_key, self.tgt_key, lo, hi, self.tgt_where))
-        return {int(r["k"]) for r in s}, {int(k) for k, _ in t}
+    def _keys(self, ranges: KeyRanges) -> tuple[set, set]:
+        s, t = self._key_rows(ranges, self.src_key, self.tgt_key)
+        return set(s), set(t)
 
     def _guard(self, deletes: int, target_rows: int, at_least: bool) -> None:
         problem = delete_guard(self.cfg.key, self.cfg.target, deletes, target_rows, self.cfg.max_delete_fraction,

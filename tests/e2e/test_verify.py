@@ -129,6 +129,9 @@ def put_drift(prefix: str, target: str, source: str) -> set[int]:
     for j, (col, value) in enumerate(SUBTLE[prefix]):
         changes.append(f'UPDATE ETL_DB.{target} SET "{col}" = {value} WHERE ID = {SUBTLE_ROWS + j}')
         different.add(SUBTLE_ROWS + j)
+    # NULL -> the text 'N' (the row hash's NULL mark): row 100 holds a nasty text and NULL elsewhere
+    changes.append(f"UPDATE ETL_DB.{target} SET JS = 'N' WHERE ID = 100")
+    different.add(100)
     if prefix == "PG":                         # subtle ones: 0 -> -0.0, a microsecond, '' -> NULL
         changes += [f"UPDATE ETL_DB.{target} SET F8 = '-0'::FLOAT WHERE ID = 3",
                     f"UPDATE ETL_DB.{target} SET TS = '1900-01-01 00:00:00' WHERE ID = 1",

@@ -27,15 +27,17 @@ def parses(sql: str, dialect: str) -> None:
 @pytest.mark.parametrize("dialect", list(DIALECTS))
 def test_every_canonical_form_and_statement_parses(dialect):
     col = quote(dialect, "c")
-    canon = [g.canonical_sql(dialect, k, col, 10 if k == "decimal" else 0) for k in KINDS]
-    for c in canon:
+    canon = [(k, g.canonical_sql(dialect, k, col, 10 if k == "decimal" else 0)) for k in KINDS]
+    for _, c in canon:
         parses(f"SELECT {c} FROM t", dialect)
     row_hash = g.row_hash_sql(dialect, canon)
     table = "\"db\".\"s\".\"t\"" if dialect == "snowflake" else g.source_table_ref(dialect, "s", "t")
     key = quote(dialect, "id")
     where = f"{quote(dialect, 'ts')} <= TIMESTAMP '2026-01-01 00:00:00.000000'"
-    for sql in (g.range_fingerprints_sql(dialect, table, key, row_hash, -5, 10**12, 62_500_000_001, where),
-                g.key_hashes_sql(table, key, row_hash, 1, 2000, where), g.key_bounds_sql(table, key, where),
+    for sql in (g.range_fingerprints_sql(dialect, table, key, row_hash, -5, 62_500_000_001, [(-5, 10**12)], where),
+                g.range_fingerprints_sql(dialect, table, key, row_hash, -5, 77, [(1, 99), (7, 7), (500, 600)]),
+                g.key_hashes_sql(table, key, row_hash, [(1, 2000)], where), g.key_bounds_sql(table, key, where),
+                g.key_hashes_sql(table, key, row_hash, [(1, 2000), (2500, 2500), (3000, 3100)], where),
                 f"SELECT {g.hash_slice_sql(dialect, row_hash)}"):
         parses(sql, dialect)
 
@@ -46,10 +48,32 @@ def test_snowflake_fingerprint_uses_the_documented_hex_format():
     assert node is not None and node.args["format"].this == "X" * g.HASH_HEX_DIGITS
 
 
-def test_row_hash_marks_null_apart_from_empty_and_separates_columns():
-    sql = g.row_hash_sql("postgres", ["a", "b"])
-    assert sql == "MD5(COALESCE(MD5(a), 'N') || '|' || COALESCE(MD5(b), 'N'))"
-    assert "CONVERT(a USING utf8mb4)" in g.row_hash_sql("mysql", ["a"])
+def test_row_hash_marks_null_apart_from_empty_and_frames_free_text():
+    sql = g.row_hash_sql("postgres", [("int", "a"), ("text", "b")])
+    assert sql == "MD5(COALESCE(a, 'N') || '|' || COALESCE(CAST(LENGTH(b) AS TEXT) || ':' || b, 'N'))"
+    assert g.row_hash_sql("snowflake", [("json_array", "b")]) == "MD5(COALESCE(TO_VARCHAR(LENGTH(b)) || ':' || b, 'N'))"
+    assert g.row_hash_sql("mysql", [("date", "a"), ("text", "b")]) == (
+        "MD5(CONCAT_WS('|', COALESCE(CONVERT(a USING utf8mb4), 'N'), COALESCE(CONCAT(CHAR_LENGTH(CONVERT(b USING "
+        "utf8mb4)), ':', CONVERT(b USING utf8mb4)), 'N')))")
+
+
+def row_text(values: list[tuple[str, str | None]]) -> str:
+    """What row_hash_sql hashes, computed in Python: the encoding's rules."""
+    return "|".join("N" if v is None else f"{len(v)}:{v}" if k in g.FREE_TEXT_KINDS else v for k, v in values)
+
+
+def test_the_row_encoding_is_unambiguous():
+    """Rows that differ give different texts: a '|' inside a text, NULL against 'N' or '', a value moved
+    from one column to the next."""
+    rows = [[("text", "a|b"), ("text", "c")], [("text", "a"), ("text", "b|c")], [("text", "N"), ("text", None)],
+            [("text", None), ("text", "N")], [("text", ""), ("text", None)], [("text", None), ("text", "")],
+            [("text", "1:a"), ("text", "")], [("text", "1"), ("text", "a|0:")], [("int", "1"), ("text", "2|3")],
+            [("text", "a|1:b"), ("text", None)], [("text", "a"), ("text", "b"), ("text", None)]]
+    texts = [row_text(r) for r in rows]
+    assert len(set(texts)) == len(texts)
+    assert all(v is None or "|" not in v and v != "N" for k, v in
+               [("int", "-12"), ("decimal", "-0.50"), ("float8", "-1022p4503599627370496"), ("float8", "NaN"),
+                ("date", "2024-01-01"), ("binary", "00ff"), ("time", "23:59:59.000001"), ("inet", "::1")])
 
 
 @pytest.mark.parametrize(("engine", "data_type", "column_type", "target", "kind"), [
@@ -96,18 +120,20 @@ def test_buckets_cover_the_key_range_once(lo, hi, n):
 
 
 def fingerprints(source: dict[int, str], target: dict[int, str], calls: list):
-    def side(rows, lo, hi, width):
+    """What range_fingerprints_sql answers on each side, computed in Python."""
+    def side(rows, lo, width, ranges):
         out: dict[int, tuple[int, int]] = {}
         for k, v in rows.items():
-            if lo <= k <= hi:
+            if any(a <= k <= b for a, b in ranges):
                 b = (k - lo) // width
                 n, h = out.get(b, (0, 0))
                 out[b] = (n + 1, h + int(hashlib.md5(v.encode()).hexdigest()[:15], 16))
         return out
 
-    def fn(lo, hi, width):
-        calls.append((lo, hi))
-        return side(source, lo, hi, width), side(target, lo, hi, width)
+    def fn(lo, width, ranges):
+        assert list(ranges) == g.merged(ranges)               # sorted, disjoint, not adjacent
+        calls.append(list(ranges))
+        return side(source, lo, width, ranges), side(target, lo, width, ranges)
     return fn
 
 
@@ -124,14 +150,57 @@ def test_bisection_finds_exactly_the_scattered_differences():
     target[300_000] = "extra"
     calls: list = []
     leaves, rows, n = g.differing_ranges(1, 300_000, fingerprints(source, target, calls), leaf_rows=100)
-    assert rows == 200_000 and n == len(calls)
+    assert rows == 200_000 and n == len(calls) == 2      # one call per level: 293 buckets of 1024 keys, then 64
     in_leaves = {k for k in set(source) | set(target) if any(a <= k <= b for a, b in leaves)}
     sub_s = {k: v for k, v in source.items() if k in in_leaves}
     sub_t = {k: v for k, v in target.items() if k in in_leaves}
     drift = g.compare_key_hashes(sub_s, sub_t)
     assert set(drift.missing) == gone and set(drift.different) == changed and drift.extra == [300_000]
     assert len(in_leaves) <= 81 * 100             # only small ranges (<= leaf_rows rows) are fetched key by key
-    assert n < 81 * 6                                        # about one call per difference per level
+    assert len(calls[1]) <= 81 and sum(b - a + 1 for a, b in calls[1]) <= 81 * 1024   # level 2: differing only
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bisection_is_exact_for_any_grid(seed):
+    """Random key sets, bucket counts and leaf sizes: the grid of a level need not align with the one before
+    (a bucket may straddle two ranges), and every difference still lands in a leaf."""
+    rng = random.Random(seed)
+    keys = rng.sample(range(-500, 20_000), rng.randint(1, 3_000))
+    source = {k: f"v{k}" for k in keys}
+    target = dict(source)
+    for k in rng.sample(keys, rng.randint(0, min(30, len(keys)))):
+        if rng.random() < 0.5:
+            del target[k]
+        else:
+            target[k] = "x"
+    for k in rng.sample(range(-500, 20_000), rng.randint(0, 5)):
+        target.setdefault(k, "extra")
+    lo, hi = min(set(source) | set(target)), max(set(source) | set(target))
+    calls: list = []
+    leaves, _, n = g.differing_ranges(lo, hi, fingerprints(source, target, calls), buckets=rng.randint(2, 20),
+                                      leaf_rows=rng.randint(1, 50), first=rng.randint(1, 300))
+    inside = [k for k in set(source) | set(target) if any(a <= k <= b for a, b in leaves)]
+    want = g.compare_key_hashes(source, target)
+    got = g.compare_key_hashes({k: source[k] for k in inside if k in source},
+                               {k: target[k] for k in inside if k in target})
+    assert (got.missing, got.extra, got.different) == (want.missing, want.extra, want.different)
+    assert leaves == sorted(leaves) and all(a <= b for a, b in leaves) and n == len(calls) <= 20
+
+
+def test_first_level_buckets_follow_the_key_span():
+    assert g.top_buckets(1, 10) == g.VERIFY_BUCKETS
+    assert g.top_buckets(1, 200_000) == 196
+    assert g.top_buckets(1, 5_000_000) == g.top_buckets(-10**15, 10**15) == g.VERIFY_TOP_BUCKETS
+
+
+def test_ranges_are_merged_clipped_and_written_as_one_condition():
+    assert g.merged([(5, 9), (1, 3), (4, 4), (20, 30), (25, 26)]) == [(1, 9), (20, 30)]
+    assert g.clip((3, 22), [(1, 4), (8, 9), (20, 30), (40, 50)]) == [(3, 4), (8, 9), (20, 22)]
+    assert g.clip((5, 7), [(1, 4), (8, 9)]) == []
+    assert g.ranges_sql('"ID"', [(1, 9)]) == '"ID" >= 1 AND "ID" <= 9'
+    assert g.ranges_sql('"ID"', [(1, 9), (12, 12)]) == '("ID" BETWEEN 1 AND 9 OR "ID" = 12)'
+    assert g.ranges_sql('"ID"', [(12, 12)]) == '"ID" = 12'
+    assert [list(b) for b in g.batches([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
 
 
 def test_no_difference_costs_one_fingerprint_call():

@@ -59,18 +59,18 @@ def test_column_types_query_is_in_column_order_and_parses():
 def test_the_row_hash_covers_the_facts_in_column_order_on_both_sides():
     r = planned(cfg())
     canon = [("int", '"ID"', 0), ("decimal", '"Amount"', 2), ("text", '"note"', 0), ("ts_ntz", '"updated_at"', 0)]
-    assert r.src_hash == g.row_hash_sql("postgres", [g.canonical_sql("postgres", k, c, s) for k, c, s in canon])
-    assert r.tgt_hash == g.row_hash_sql("snowflake", [g.canonical_sql("snowflake", k, g.qi(c.strip('"').upper()), s)
-                                                      for k, c, s in canon])
+    assert r.src_hash == g.row_hash_sql("postgres", [(k, g.canonical_sql("postgres", k, c, s)) for k, c, s in canon])
+    assert r.tgt_hash == g.row_hash_sql("snowflake", [(k, g.canonical_sql("snowflake", k, g.qi(c.strip('"').upper()),
+                                                                          s)) for k, c, s in canon])
     assert (r.src_key, r.tgt_key, r.bound) == ('"ID"', '"ID"', None)
 
 
 def test_columns_setting_and_watermark_bound_use_the_facts_spelling():
     r = planned(cfg(columns=["id", "note", "updated_at"], timestamp_column="updated_at"),
                 state=[("UPDATED_AT", "2026-01-02 03:04:05.000006")])
-    assert r.src_hash == g.row_hash_sql("postgres", [g.canonical_sql("postgres", "int", '"ID"'),
-                                                     g.canonical_sql("postgres", "text", '"note"'),
-                                                     g.canonical_sql("postgres", "ts_ntz", '"updated_at"')])
+    assert r.src_hash == g.row_hash_sql("postgres", [("int", g.canonical_sql("postgres", "int", '"ID"')),
+                                                     ("text", g.canonical_sql("postgres", "text", '"note"')),
+                                                     ("ts_ntz", g.canonical_sql("postgres", "ts_ntz", '"updated_at"'))])
     assert r.bound == "\"updated_at\" <= TIMESTAMP '2026-01-02 03:04:05.000006' OR \"updated_at\" IS NULL"
 
 

@@ -82,7 +82,7 @@ def test_new_forms_parse_in_each_dialect_and_keep_null_null(kind):
         top = tree.selects[0]
         if isinstance(top, sqlglot.exp.Case):         # no ELSE that turns NULL into a value
             assert top.args.get("default") is None, (kind, dialect, sql)
-        row_hash = g.row_hash_sql(dialect, [sql])
+        row_hash = g.row_hash_sql(dialect, [(kind, sql)])
         sqlglot.parse_one(f"SELECT {row_hash} FROM t", read=dialect, error_level=ErrorLevel.RAISE)
 
 
@@ -123,12 +123,13 @@ def test_money_is_compared_at_the_targets_scale():
                          logging.getLogger("test"), {}))
     r._bound = lambda: None
     r._plan()
-    assert r.src_hash == g.row_hash_sql("postgres", [g.canonical_sql("postgres", "int", '"id"'),
-                                                     g.canonical_sql("postgres", "decimal", 'CAST("m" AS NUMERIC)', 2),
-                                                     g.canonical_sql("postgres", "time", '"t"')])
-    assert r.tgt_hash == g.row_hash_sql("snowflake", [g.canonical_sql("snowflake", "int", '"ID"'),
-                                                      g.canonical_sql("snowflake", "decimal", '"M"', 2),
-                                                      g.canonical_sql("snowflake", "time", '"T"')])
+    assert r.src_hash == g.row_hash_sql("postgres", [("int", g.canonical_sql("postgres", "int", '"id"')),
+                                                     ("money", g.canonical_sql("postgres", "decimal",
+                                                                               'CAST("m" AS NUMERIC)', 2)),
+                                                     ("time", g.canonical_sql("postgres", "time", '"t"'))])
+    assert r.tgt_hash == g.row_hash_sql("snowflake", [("int", g.canonical_sql("snowflake", "int", '"ID"')),
+                                                      ("money", g.canonical_sql("snowflake", "decimal", '"M"', 2)),
+                                                      ("time", g.canonical_sql("snowflake", "time", '"T"'))])
 
 
 @pytest.mark.parametrize(("engine", "data_type", "column_type", "target", "why"), [
