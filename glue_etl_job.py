@@ -3295,6 +3295,10 @@ class Metrics:
         self._cw.put_metric_data(Namespace=self.namespace, MetricData=data)
 
 
+# Published by VERIFY and REPAIR (``Table._verify``), beside ``metric_values``; charted on the dashboard.
+RECONCILE_METRICS = ("VerifiedRows", "MismatchedRows", "RepairedRows")
+
+
 def metric_values(r: TableResult, now: dt.datetime | None = None) -> dict[str, float | None]:
     """The table's metrics; ``now`` (default: this worker's clock, UTC) is what LagSeconds is measured at."""
     ok = r.status == "OK"
@@ -4032,11 +4036,11 @@ class Table:
             drift = checker.verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
-        self._publish({"VerifiedRows": drift.rows, "MismatchedRows": drift.count})
+        self._publish(dict(zip(RECONCILE_METRICS[:2], (drift.rows, drift.count), strict=True)))
         if plan.repair and drift.count:
             done = self.result.repaired = Repair(self, plan, source, wh, checker).repair(drift)
             self.result.target_rows = int(wh.scalar(count_sql(self.target)))
-            self._publish({"RepairedRows": done.reloaded + done.deleted})
+            self._publish({RECONCILE_METRICS[2]: done.reloaded + done.deleted})
 
     def _target_columns(self, wh: Warehouse) -> dict[str, str]:
         """The target's columns as they are after the load (FULL and the plan's DDL may have changed them)."""

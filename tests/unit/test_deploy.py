@@ -27,8 +27,9 @@ EXPRESSION = re.compile(r"SELECT (?P<fn>MAX|MIN)\((?P<metric>\w+)\) FROM SCHEMA\
 
 
 def published_metrics() -> set[str]:
-    """The metric names the job publishes (metric_values' keys)."""
-    return set(job_module.metric_values(job_module.TableResult(key="s.t", mode="FULL", target="T", status="OK")))
+    """The metric names the job publishes (metric_values' keys, and VERIFY's and REPAIR's)."""
+    return set(job_module.metric_values(job_module.TableResult(key="s.t", mode="FULL", target="T", status="OK"))) \
+        | set(job_module.RECONCILE_METRICS)
 
 
 def published_dimensions() -> set[str]:
@@ -114,7 +115,7 @@ def test_make_deploy_check_passes_and_fails_on_a_broken_copy(tmp_path):
 
 def test_alarms_and_dashboard_use_the_jobs_namespace_metrics_and_dimensions():
     queries = _template_expressions()
-    assert len(queries) == 3 + 11            # three alarms, eleven dashboard widgets
+    assert len(queries) == 3 + 14            # three alarms, fourteen dashboard widgets
     charted = set()
     for query in queries:
         m = EXPRESSION.fullmatch(query)
