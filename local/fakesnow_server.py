@@ -13,9 +13,9 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    it open until the server stops, and every later write to the same rows fails. The wrapper
    rolls back a session's transaction after ETL_FAKESNOW_DETACHED_SECONDS (default 10) idle
    seconds with no statement running - Snowflake's behaviour on a shorter clock.
-4. A write-write conflict with such a transaction is a DuckDB exception that fakesnow answers
-   with HTTP 500, which the connector retries until its network timeout. The wrapper answers it
-   as Snowflake answers a lock conflict: SQL error 000625.
+4. A write-write conflict DuckDB still detects (see item 10 for what is left of them) is a DuckDB
+   exception that fakesnow answers with HTTP 500, which the connector retries until its network
+   timeout. The wrapper answers it as Snowflake answers a lock conflict: SQL error 000625.
 5. Snowflake's COPY reads COMPRESSION = DEFLATE (zlib streams, RFC 1950, what the job stages);
    fakesnow accepts only GZIP and NONE and DuckDB's read_csv cannot inflate zlib. The wrapper
    inflates each named file (fetched through DuckDB's own S3 access) into a temporary plain file
@@ -63,15 +63,40 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    (NUMBER(10,0) -> NUMBER(19,0), VARCHAR(10) -> VARCHAR(50) or VARCHAR) fakesnow already does,
    INFORMATION_SCHEMA included. Identifiers are matched case-insensitively.
 
-Otherwise it runs fakesnow's own CLI unchanged.
+10. Snowflake locks a table for UPDATE, DELETE and MERGE until the transaction ends: another session's
+   UPDATE/DELETE/MERGE of it WAITS, up to its LOCK_TIMEOUT (default 43200 s, the job sets 600), and
+   only then fails with 000625; INSERT and COPY are not blocked ("Transactions", Resource locking,
+   docs/SNOWFLAKE.md section 5). fakesnow 0.11.22 has no locks: DuckDB 1.5.5's optimistic concurrency
+   aborts the second writer of a row at once ("TransactionContext Error: Conflict on update!", 000625
+   through item 4) - a load whose lease UPDATE met its own heartbeat's failed at random - and lets an
+   UPDATE and a DELETE of the same rows both commit. ``local/fakesnow_locks.py`` keeps a table lock
+   per session: taken before an UPDATE, DELETE, MERGE or TRUNCATE runs (waiting in arrival order),
+   held to the end of the statement in autocommit or to COMMIT/ROLLBACK in a transaction, released
+   too when the session logs out (its transaction is rolled back, as Snowflake does; the login now
+   returns a master token, without which the connector's close() never sends the logout) or item 3
+   rolls it back; a session never waits for itself, and a wait that would close a cycle fails at once (a
+   deadlock; Snowflake aborts its most recent statement). LOCK_TIMEOUT comes from the login's session
+   parameters. The wait that times out answers 000625 in the words public reports show ("Statement
+   'S' has locked table 'T' in transaction N and this lock has not yet been released. Your statement
+   ... was aborted ..."); the refused statement changes nothing. Left as in DuckDB: its snapshot is
+   taken at a transaction's first statement on a database, not at each statement (Snowflake's READ
+   COMMITTED), so a transaction that read a database before it waited for a lock and then updates a
+   row the lock's holder changed still fails with 000625 (the job's transactions take their first
+   lock with their first statement, so its loads do not meet this).
+
+It serves fakesnow's own server app (``fakesnow.server.app``) under uvicorn as ``fakesnow -s`` does,
+with the login and logout routes wrapped for item 10.
 
 Usage (from local/stack.py): python -m local.fakesnow_server -s --host 127.0.0.1 -p PORT
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -83,11 +108,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import uvicorn
 from fakesnow import arrow, copy_into, transforms
-from fakesnow.cli import main
 from fakesnow.cursor import FakeSnowflakeCursor
+from fakesnow.dialect import parse_one
 from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
+
+from local import fakesnow_locks as locks
 
 INFLATED = Path(tempfile.gettempdir()) / "etl-inflated"
 
@@ -331,31 +359,19 @@ def _patch_null_timestamps() -> None:
     arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
 
 
-_activity: dict[int, list] = {}   # id(connection) -> [statements running, last activity, explicit txn open]
-_activity_lock = threading.Lock()
-
-
 def _patch_statements() -> None:
     original = FakeSnowflakeCursor.execute
 
     def execute(self, command, *args, **kwargs):
-        with _activity_lock:
-            state = _activity.setdefault(id(self._conn), [0, time.monotonic(), False])
-            state[0] += 1
-        word = command.lstrip().split(None, 1)[0].upper() if command.strip() else ""
+        word = ""
         try:
+            word = locks.before_statement(self._conn, command, parse_one)    # item 10: may wait for a lock
             return original(self, command, *args, **kwargs)
         except duckdb.TransactionException as exc:
             raise ProgrammingError(msg=f"Statement aborted: transaction conflict ({exc})", errno=625,
                                    sqlstate="57014") from None
         finally:
-            with _activity_lock:
-                state[0] -= 1
-                state[1] = time.monotonic()
-                if word in ("BEGIN", "START"):
-                    state[2] = True
-                elif word in ("COMMIT", "ROLLBACK"):
-                    state[2] = False
+            locks.after_statement(self._conn, word)
 
     FakeSnowflakeCursor.execute = execute
 
@@ -365,20 +381,48 @@ def _roll_back_detached_transactions(idle_seconds: float) -> None:
         time.sleep(1)
         now = time.monotonic()
         # fakesnow's package exports a function named ``server`` that imports the module of that
-        # name when the server starts; reach the module itself (importing it here would shadow it).
+        # name; reach the module itself through sys.modules.
         module = sys.modules.get("fakesnow.server")
         for conn in list(module.sessions.values()) if module else []:
-            with _activity_lock:
-                state = _activity.get(id(conn))
-                detached = state is not None and state[0] == 0 and state[2] and now - state[1] > idle_seconds
+            state = locks.session_of(conn)
+            with locks.STATE_LOCK:
+                detached = state.running == 0 and state.explicit and now - state.last > idle_seconds
             if detached:
                 try:
-                    conn.rollback()
+                    conn.rollback()        # through the patched execute: its locks are released too
                     print(f"[fakesnow_server] rolled back a transaction idle for {idle_seconds:.0f}s", flush=True)
                 except Exception as exc:  # keep the reaper alive whatever one session does
                     print(f"[fakesnow_server] rollback of a detached transaction failed: {exc}", flush=True)
-                    with _activity_lock:
-                        state[2] = False
+                    with locks.STATE_LOCK:
+                        state.explicit = False
+                    locks.LOCKS.release_all(conn)
+
+
+def serve(argv: list[str]) -> int:
+    """fakesnow's server app (``fakesnow.server.app``, login and logout hooked for item 10) under uvicorn,
+    as ``fakesnow -s`` runs it: a server thread, stopped by SIGINT; SIGTERM ends the process at once."""
+    parser = argparse.ArgumentParser(prog="local.fakesnow_server")
+    parser.add_argument("-s", "--server", action="store_true", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    module = importlib.import_module("fakesnow.server")
+    server = uvicorn.Server(uvicorn.Config(locks.hooked_app(module), host=args.host, port=args.port,
+                                           log_level="info"))
+    thread = threading.Thread(target=server.run, name="fakesnow server", daemon=True)
+    thread.start()
+    while thread.is_alive() and not server.started:
+        time.sleep(0.1)
+    if not server.started:
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(1):
+        if not thread.is_alive():
+            return 1
+    server.should_exit = True
+    thread.join(timeout=10)
+    return 0
 
 
 if __name__ == "__main__":
@@ -392,4 +436,4 @@ if __name__ == "__main__":
     _patch_statements()
     idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
     threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(sys.argv[1:]))

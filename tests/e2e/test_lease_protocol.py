@@ -169,12 +169,43 @@ def test_the_load_check_locks_the_lease_until_commit_and_commit_releases_it(fres
             competitor = threading.Thread(target=claim_b)
             competitor.start()
             time.sleep(2)
-            assert "claimed" not in got          # waiting on the load's lock (or retrying its conflict)
+            assert "claimed" not in got          # waiting on the load's lock
         competitor.join(timeout=60)
     finally:
         loader.close()
     assert got["claimed"] is True and got["after"] >= 2
     assert rows() == [("run-b", True)]
+
+
+def test_the_heartbeat_waits_for_the_load_transaction_instead_of_failing(fresh):
+    # The heartbeat renews on a connection of its own (autocommit) while a load transaction of the
+    # same run holds the lease rows' lock: Snowflake makes the renewal wait for the COMMIT.
+    a = leases("run-a")
+    assert claimed(a)
+    loader, beat = warehouse(), warehouse()
+    got: dict = {}
+
+    def renew():
+        started = time.monotonic()
+        try:
+            got["rows"] = beat.execute(g.lease_sqls(LEASE)["renew"], a.params()).rowcount
+        except g.EtlError as exc:
+            got["error"] = str(exc)
+        got["after"] = time.monotonic() - started
+
+    try:
+        with loader.transaction():
+            assert a.hold(loader, TARGET, release=False)
+            heartbeat = threading.Thread(target=renew)
+            heartbeat.start()
+            time.sleep(2)
+            assert not got, got                  # neither renewed nor failed: waiting for the COMMIT
+        heartbeat.join(timeout=60)
+    finally:
+        loader.close()
+        beat.close()
+    assert got.get("rows") == 1 and got["after"] >= 2, got
+    assert rows() == [("run-a", True)]
 
 
 def test_a_rolled_back_load_keeps_the_lease_with_its_holder(fresh):
