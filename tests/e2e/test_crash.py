@@ -1,8 +1,10 @@
 """Crash safety: SIGKILL the job at every step boundary of a table, run it again, compare.
 
 Each (mode, kill point) pair has its own source table. One run loads them all; the sources
-change; then, table by table, a run is killed at the point under test; finally one ordinary run
-recovers everything and each target is compared with its source.
+change; then runs are killed with each table at the point under test (four processes stand for
+the 20 kills: every table of a process stops at its own point and the process dies once all are
+there, tests/e2e/crash_at.py ``each``); finally one ordinary run recovers everything and each
+target is compared with its source.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,6 +24,7 @@ MODES = {"incremental": ("INCREMENTAL", "ID", "UPDATED_AT"), "upsert": ("UPSERT"
 POINTS = ("extract", "stage", "copy", "transaction", "commit")
 TABLES = [f"{m}_{p}" for m in MODES for p in POINTS]
 JOB = "e2e-crash"
+LEASE_SECONDS = 20
 BASE = dt.datetime(2026, 6, 1, 8, 0, 0, 123456)
 
 
@@ -37,6 +39,14 @@ def registry(names) -> dict:
             entry["timestamp_column"] = ts
         out[f"crash.{name}"] = entry
     return out
+
+
+def kill_plans() -> list[dict[str, str]]:
+    """The 20 kills in 4 processes (crash_at.py ``each``): per mode, its "transaction" kill (one per
+    process: it holds the lease table's lock) with four kills at points outside a transaction."""
+    outside = [n for n in TABLES if not n.endswith("_transaction")]
+    return [{f"{mode}_transaction": "transaction", **{n: n.split("_", 1)[1] for n in outside[i::len(MODES)]}}
+            for i, mode in enumerate(MODES)]
 
 
 def rows(name: str) -> list[tuple]:
@@ -68,18 +78,22 @@ def crashed(stack_env, tmp_path_factory):
             cur.execute(f"INSERT INTO crash.{name} SELECT g, 'new' || g, %s + interval '2 days' + g * interval "
                         f"'1 microsecond' FROM generate_series(51, 55) g", (BASE,))
 
-    def kill_run(name: str):
-        point = name.split("_", 1)[1]
-        # A short lease: the killed run's lease has expired by the time the recovery run starts.
-        return h.run_job(tmp, registry(TABLES), "--TABLES", f"crash.{name}", "--LEASE_SECONDS", "5", job_name=JOB,
-                         launcher=["tests/e2e/crash_at.py", point, f"crash.{name}"])
+    def kill_run(plan: dict[str, str]):
+        # LEASE_SECONDS: a lease outlives a renewal that waits for the lease table's lock (held by this
+        # run's loads, and until the emulator rolls it back by a killed run's transaction, 10 s idle);
+        # the recovery run waits for the killed runs' leases to expire (LEASE_WAIT_SECONDS).
+        each = ",".join(f"crash.{name}={point}" for name, point in plan.items())
+        return h.run_job(tmp, registry(TABLES), "--TABLES", ",".join(f"crash.{n}" for n in plan),
+                         "--LEASE_SECONDS", str(LEASE_SECONDS), "--PARALLELISM", str(len(plan)), job_name=JOB,
+                         timeout=400, launcher=["tests/e2e/crash_at.py", "each", each])
 
-    with ThreadPoolExecutor(max_workers=3) as pool:     # separate tables: the killed runs may overlap
-        killed = dict(zip(TABLES, pool.map(kill_run, TABLES), strict=True))
+    plans = kill_plans()
+    with ThreadPoolExecutor(max_workers=2) as pool:     # separate tables: the killed runs may overlap
+        killed = {name: run for plan, run in zip(plans, pool.map(kill_run, plans), strict=True) for name in plan}
     # A transaction killed mid-way is detached; Snowflake rolls it back once idle (the local
-    # emulator after ETL_FAKESNOW_DETACHED_SECONDS=10, see local/fakesnow_server.py).
-    time.sleep(12)
-    recovery = h.run_job(tmp, registry(TABLES), job_name=JOB)
+    # emulator after ETL_FAKESNOW_DETACHED_SECONDS=10, see local/fakesnow_server.py): meanwhile the
+    # recovery's lease claims wait for its lock, then for the dead runs' leases to expire.
+    recovery = h.run_job(tmp, registry(TABLES), "--LEASE_WAIT_SECONDS", str(4 * LEASE_SECONDS), job_name=JOB)
     return before, killed, recovery
 
 
