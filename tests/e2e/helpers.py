@@ -56,12 +56,6 @@ def both_mysql_drivers(fn):
         pytest.mark.parametrize("mysql_driver", MYSQL_DRIVER_PARAMS, indirect=True, scope="module")(fn))
 
 
-def engines_and_drivers() -> list:
-    """(engine, mysql_driver) parameters: PostgreSQL once, MySQL once per driver."""
-    return [pytest.param("postgres", None, id="postgres"),
-            *[pytest.param("mysql", p.values[0], id=f"mysql-{p.id}") for p in MYSQL_DRIVER_PARAMS]]
-
-
 def job_command(tmp_path: Path, tables: dict | None, *extra: str, job_name: str = "e2e",
                 launcher: list[str] | None = None) -> list[str]:
     """The command line Glue would run, with ``tables`` as its --CONFIG (config.py when None).

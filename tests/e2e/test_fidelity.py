@@ -1,7 +1,8 @@
 """Data fidelity: a torture table in each source engine, loaded in every mode, compared as typed values.
 
-Each engine gets one copy of its torture table per mode. The job runs twice (the second time
-after every row's timestamp moved, so INCREMENTAL and UPSERT go through their UPDATE path).
+Each engine gets one copy of its torture table per mode (MySQL through MariaDB Connector/J: the
+FULL one). The job runs twice, every engine's tables in each run (the second time after every
+row's timestamp moved, so INCREMENTAL and UPSERT go through their UPDATE path).
 Beside each torture table, a "bad" table holds values Snowflake's types cannot hold: it must fail
 before anything is written, naming each value.
 """
@@ -156,8 +157,37 @@ PG_BASE = ["id", "i16", "i32", "i64", "dec38", "dec_tiny", "f8", "f4", "txt", "d
 MY_BASE = ["id", "i8", "u64", "i64", "dec65", "f8", "f4", "txt", "vc", "d", "dt6", "ts6", "b", "bin", "bl", "js", "en"]
 
 
+# engine -> (connection group, namespace, target prefix, modes, with the "bad" tables). One job run
+# reads all three: "mariadb" is the MySQL source through MariaDB Connector/J (its secret passed as the
+# OPS group); the job's default driver, MySQL Connector/J, gets every mode, MariaDB's the FULL one.
+ENGINES = {
+    "postgres": ("AFFILIATE", "torture", "PG", tuple(MODES), True),
+    "mysql": ("PROGRAM360", "torture_my", "MY", tuple(MODES), True),
+    "mariadb": ("OPS", "torture_maria", "MA", ("full",), False),
+}
+GROUP_ARGS = ["--OPS", "/etl/local/program360-mariadb"]
+
+
+def registry(second: bool = False) -> dict:
+    """Every engine's torture (and bad) tables; the second run leaves out APPEND and the bad ones."""
+    tables = {}
+    for group, ns, prefix, modes, bad in ENGINES.values():
+        for t in modes:
+            mode = MODES[t]
+            for source, target in ((t, t.upper()), *([(f"bad_{t}", f"BAD_{t.upper()}")] if bad else [])):
+                if second and (t == "append" or source.startswith("bad_")):
+                    continue
+                entry = {"ssmKey": group, "target_table": f"TORTURE.{prefix}_{target}", "operations": {"type": mode}}
+                if mode != "APPEND":
+                    entry["primary_key"] = "ID"
+                if mode == "INCREMENTAL":
+                    entry["timestamp_column"] = "UPDATED_AT"
+                tables[f"{ns}.{source}"] = entry
+    return tables
+
+
 @pytest.fixture(scope="module")
-def loaded(stack_env, mysql_driver, tmp_path_factory):
+def loaded(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fidelity")
     h.reset_target_schema("TORTURE")
     pg_gap = [(7 + i, *[None] * 8, ts.date(), None, ts) + (None,) * 3 for i, ts in enumerate(PG_GAP)]
@@ -173,41 +203,29 @@ def loaded(stack_env, mysql_driver, tmp_path_factory):
             cur.execute(PG_BAD[0].format(t=t))
             cur.execute(PG_BAD[1].format(t=t))
     with h.mysql_cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS torture")
-        cur.execute("CREATE DATABASE torture CHARACTER SET utf8mb4")
         cur.execute("SET time_zone = '+00:00'")
-        for t in MODES:
-            cur.execute(ddl(MY_DDL.format(t=t), MY_EXTRA))
-            insert(cur, f"torture.{t}", my_cols, my_rows)
-            cur.execute(MY_BAD[0].format(t=t))
-            cur.execute(MY_BAD[1].format(t=t))
-    tables = {}
-    for group, prefix in (("AFFILIATE", "PG"), ("PROGRAM360", "MY")):
-        for t, mode in MODES.items():
-            for source, target in ((t, t.upper()), (f"bad_{t}", f"BAD_{t.upper()}")):
-                entry = {"ssmKey": group, "target_table": f"TORTURE.{prefix}_{target}", "operations": {"type": mode}}
-                if mode != "APPEND":
-                    entry["primary_key"] = "ID"
-                if mode == "INCREMENTAL":
-                    entry["timestamp_column"] = "UPDATED_AT"
-                tables[(prefix, f"torture.{source}")] = entry
-    runs = []
-    engines = ("PG", "MY") if mysql_driver is None else ("MY",)   # PostgreSQL once; MySQL per driver
-    for prefix in engines:
-        registry = {k: v for (p, k), v in tables.items() if p == prefix}
-        runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}"))
+        for _, db, _, modes, bad in (ENGINES["mysql"], ENGINES["mariadb"]):
+            cur.execute(f"DROP DATABASE IF EXISTS {db}")
+            cur.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+            for t in modes:
+                cur.execute(ddl(MY_DDL.format(t=t), MY_EXTRA).replace("torture.", f"{db}."))
+                insert(cur, f"{db}.{t}", my_cols, my_rows)
+                if bad:
+                    cur.execute(MY_BAD[0].format(t=t).replace("torture.", f"{db}."))
+                    cur.execute(MY_BAD[1].format(t=t).replace("torture.", f"{db}."))
+    first = h.run_job(tmp, registry(), *GROUP_ARGS, job_name="e2e-torture")
     # Second run (not APPEND): every row's timestamp moves, so INCREMENTAL and UPSERT rewrite every row.
-    rerun = [t for t in MODES if t != "append"]
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-        for t in rerun:
-            cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
+        for t in MODES:
+            if t != "append":
+                cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
     with h.mysql_cursor() as cur:
-        for t in rerun:
-            cur.execute(f"UPDATE torture.{t} SET updated_at = '2026-02-01'")
-    for prefix in engines:
-        registry = {k: v for (p, k), v in tables.items() if p == prefix and "append" not in k and "bad_" not in k}
-        runs.append(h.run_job(tmp, registry, job_name=f"e2e-torture-{prefix}-2"))
-    return runs
+        for _, db, _, modes, _ in (ENGINES["mysql"], ENGINES["mariadb"]):
+            for t in modes:
+                if t != "append":
+                    cur.execute(f"UPDATE {db}.{t} SET updated_at = '2026-02-01'")
+    second = h.run_job(tmp, registry(second=True), *GROUP_ARGS, job_name="e2e-torture-2")
+    return [first, second]
 
 
 def torture_ok(runs) -> None:
@@ -263,16 +281,19 @@ def typed(value):
     return h.norm(value)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("engine, mysql_driver", h.engines_and_drivers(), indirect=["mysql_driver"],
-                         scope="module")
+IDS = {"postgres": "postgres", "mysql": "mysql-connectorj", "mariadb": "mysql-mariadb"}
+CASES = [pytest.param(engine, mode, id=f"{IDS[engine]}-{mode}")
+         for engine, (_, _, _, modes, _) in ENGINES.items() for mode in modes]
+
+
+@pytest.mark.parametrize("engine, mode", CASES)
 def test_every_value_survives(loaded, engine, mode):
     torture_ok(loaded)
-    prefix = "PG" if engine == "postgres" else "MY"
-    if engine == "mysql":
-        with h.mysql_cursor("torture") as cur:
+    _, ns, prefix, _, _ = ENGINES[engine]
+    if engine != "postgres":
+        with h.mysql_cursor(ns) as cur:
             cur.execute("SET time_zone = '+00:00'")
-            cur.execute(f"SELECT * FROM torture.{mode} ORDER BY id")
+            cur.execute(f"SELECT * FROM {ns}.{mode} ORDER BY id")
             cols, src = [d[0].upper() for d in cur.description], list(cur.fetchall())
     else:
         with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
@@ -286,7 +307,8 @@ def test_every_value_survives(loaded, engine, mode):
     tgt = h.sf_rows(f"ETL_DB.TORTURE.{prefix}_{mode.upper()}", cols, '"ID"')
     variant = {"JS", "IA", "TA"} if engine == "postgres" else {"JS"}
     tgt = [tuple(json.loads(v) if cols[i] in variant and v is not None else v for i, v in enumerate(r)) for r in tgt]
-    src = [tuple(expected(engine, cols[i], v) for i, v in enumerate(r)) for r in src]
+    src = [tuple(expected("postgres" if engine == "postgres" else "mysql", cols[i], v) for i, v in enumerate(r))
+           for r in src]
     assert len(src) == len(tgt)
     for s, t in zip(src, tgt, strict=True):
         assert tuple(map(typed, s)) == tuple(map(typed, t)), f"row {s[0]} differs"
@@ -298,9 +320,10 @@ def test_every_value_survives(loaded, engine, mode):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("engine", ["postgres", "mysql"])
 def test_a_value_snowflake_cannot_hold_fails_its_table_naming_it(loaded, engine, mode):
-    prefix, bad = ("PG", PG_BAD) if engine == "postgres" else ("MY", MY_BAD)
-    run = loaded[0 if engine == "postgres" else 1]
-    key = f"torture.bad_{mode}"
+    _, ns, prefix, _, _ = ENGINES[engine]
+    bad = PG_BAD if engine == "postgres" else MY_BAD
+    run = loaded[0]
+    key = f"{ns}.bad_{mode}"
     assert h.summary(run)[key]["status"] == "FAILED"
     message = next(line for line in run.stdout.splitlines() if line.startswith(f"{key}: "))
     assert "nothing was loaded" in message
