@@ -177,7 +177,8 @@ class Holder:
 def short_lock_timeout_parameter() -> None:
     """The job's Snowflake SSM parameter with lock_timeout_seconds = 3 (the job's default is 600)."""
     ssm = stack.boto3_client("ssm")
-    secret = json.loads(ssm.get_parameter(Name="/etl/local/snowflake", WithDecryption=True)["Parameter"]["Value"])
+    name = h.GROUP_ARGS[h.GROUP_ARGS.index("--SNOWFLAKE") + 1]          # the parameter the other runs use
+    secret = json.loads(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
     ssm.put_parameter(Name=SHORT_LOCKS, Value=json.dumps({**secret, "lock_timeout_seconds": 3}),
                       Type="SecureString", Overwrite=True)
 
