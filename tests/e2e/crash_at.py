@@ -89,7 +89,7 @@ def killing_execute(self, sql, params=None):
     if "deleted" in PLAN.values() and sql.startswith(("DELETE FROM", "UPDATE ")) and " IN (" in sql \
             and (sql.startswith("DELETE") or g.DELETED_AT in sql):
         die()
-    if sql.startswith("MERGE INTO") and any(PLAN[t] == "repair" for t in repairing):
+    if sql.startswith("MERGE INTO") and any(PLAN.get(t) == "repair" for t in repairing):
         die()
     if sql.startswith("MERGE INTO") and g.HISTORY_TABLE in sql and PLAN.get(params.get("table")) == "history" \
             and params.get("loaded"):
