@@ -404,7 +404,7 @@ def select_tables(tables: Mapping[str, TableConfig], selection: str | None) -> d
 REQUIRED_ARGS = ("JOB_NAME", "SNOWFLAKE")
 OPTIONAL_ARGS = (*CONNECTION_GROUPS, "OBJ", "CONFIG", "STAGING_BUCKET", "TABLES", "PARALLELISM",
                  "STATE_SCHEMA", "KEEP_STAGING", "LEASE_SECONDS", "LEASE_WAIT_SECONDS", "VERIFY",
-                 "REPAIR", "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
+                 "REPAIR", "LOAD", "DRY_RUN", "PLAN_OUTPUT", "SUMMARY_OUTPUT")
 # Upper-case names Glue itself passes or reserves (awsglue 5.0 Job.id_params, workflow runs); see
 # docs/GLUE.md. Every other upper-case name must be one of ours: a typo is an error, not ignored.
 GLUE_UPPER_ARGS = frozenset({"JOB_ID", "JOB_RUN_ID", "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "SECURITY_CONFIGURATION"})
@@ -427,6 +427,7 @@ class JobArgs:
     lease_wait_seconds: int = 0
     verify: bool = False
     repair: bool = False                    # VERIFY, then reload the differing keys (README "REPAIR")
+    load: bool = True                       # False: VERIFY (or REPAIR) the targets as they are, load nothing
     dry_run: bool = False
     plan_output: str | None = None          # where a dry run also writes its plan: a local path or s3://bucket/key
     summary_output: str | None = None       # where a run also writes its JSON summary (same forms)
@@ -447,11 +448,12 @@ def _whole_number(values: Mapping[str, Any], name: str, default: int, minimum: i
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
-def _flag(values: Mapping[str, Any], name: str, problems: list[str]) -> bool:
-    """A true/false argument, strictly: a misspelt value is an error, not silently false."""
-    text = str(values.get(name) or "false").strip().lower()
+def _flag(values: Mapping[str, Any], name: str, problems: list[str], default: bool = False) -> bool:
+    """A true/false argument, strictly: a misspelt value is an error, not silently the default."""
+    text = str(values.get(name) or default).strip().lower()
     if text not in (*_TRUE, *_FALSE):
         problems.append(f"--{name} must be true or false, got {values.get(name)!r}")
+        return default
     return text in _TRUE
 
 
@@ -557,6 +559,12 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
     dry_run = _flag(values, "DRY_RUN", problems)
     verify, repair = _flag(values, "VERIFY", problems), _flag(values, "REPAIR", problems)
     keep_staging = _flag(values, "KEEP_STAGING", problems)
+    load = _flag(values, "LOAD", problems, default=True)
+    if not load and dry_run:
+        problems.append("--LOAD false: a dry run loads nothing already; leave --LOAD out of a dry run")
+    elif not load and not verify and not repair:
+        problems.append("--LOAD false loads nothing and checks nothing: add --VERIFY true (compare each target "
+                        "with its source) or --REPAIR true (and mend what differs), or leave --LOAD out")
     plan_output, summary_output = values.get("PLAN_OUTPUT"), values.get("SUMMARY_OUTPUT")
     problems += output_problems("PLAN_OUTPUT", plan_output) + output_problems("SUMMARY_OUTPUT", summary_output)
     if plan_output is not None and not dry_run:
@@ -581,6 +589,7 @@ def parse_args(argv: Sequence[str], resolve: Callable[[Sequence[str], list[str]]
         lease_wait_seconds=lease_wait_seconds,
         verify=verify or repair,
         repair=repair,
+        load=load,
         dry_run=dry_run,
         plan_output=plan_output,
         summary_output=summary_output,
@@ -3433,9 +3442,11 @@ class Reconciler:
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
-                 log: logging.LoggerAdapter):
-        """``facts``: the source columns as ``source_columns`` reads them (in column order)."""
+                 log: logging.LoggerAdapter, loaded: bool = True):
+        """``facts``: the source columns as ``source_columns`` reads them (in column order); ``loaded``: this
+        run loaded the table first (False: --LOAD false), for the error that says what stands."""
         self.source, self.wh, self.cfg, self.target, self.log = source, wh, cfg, target, log
+        self.loaded = loaded
         self.facts, self.target_cols, self.state_table = facts, target_cols, state_table
         self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
         self.leaves: list[tuple[int, int]] = []     # the key ranges ``verify`` compared key by key
@@ -3466,7 +3477,8 @@ class Reconciler:
         if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
             problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
         if problems:
-            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table (its load committed): "
+            stands = "its load committed" if self.loaded else "nothing was loaded: --LOAD false"
+            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table ({stands}): "
                            f"{'; '.join(problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
         name = self.facts[pk[0].lower()].name
@@ -3647,8 +3659,8 @@ class Survey:
     """Gathers a table's facts (source schema and types, the plan read, one pushed-down scan of the
     window) and turns them into its plan; reads only, writes nothing anywhere."""
 
-    def __init__(self, table: Table, source: JdbcSource, wh: Warehouse, claimed: bool = True):
-        self.t, self.source, self.wh, self.claimed = table, source, wh, claimed
+    def __init__(self, table: Table, source: JdbcSource, wh: Warehouse, claimed: bool = True, deletes: bool = True):
+        self.t, self.source, self.wh, self.claimed, self.deletes = table, source, wh, claimed, deletes
 
     def plan(self) -> tuple[TablePlan, Any]:
         """(the plan, the extract's DataFrame: defined, not read)."""
@@ -3676,7 +3688,7 @@ class Survey:
                         window_rows=plan.rows, predicate=json.dumps(w.predicate))
         # Source deletes (a table's 'deletes' setting): found, and the guard applied, before anything is written.
         deletes = DeleteDetector.for_table(source, self.wh, cfg, t.target, columns, plan.target_columns,
-                                           t.ctx.state_table, t.log)
+                                           t.ctx.state_table, t.log) if self.deletes else None
         with step(t.log, "extract") as info:
             df = extract(source, cfg, columns, plan.source_sql, plan.partitions, plan.types.text)
             plan = plan_load(plan, cfg, [(f.name, f.dataType) for f in df.schema.fields], fields, t.stage_table,
@@ -3980,8 +3992,11 @@ class Table:
                 self.log.warning("step=lease skipped=true holder=%s", holder)
                 return self.result
             try:
-                plan, df = Survey(self, source, wh).plan()
-                Load(self, plan, df, source, wh).run()
+                if self.ctx.args.load:
+                    plan, df = Survey(self, source, wh).plan()
+                    Load(self, plan, df, source, wh).run()
+                else:
+                    plan = self._plan_check(source, wh)
                 if plan.verify:
                     self._verify(source, wh, plan)
             except LeaseTaken as exc:
@@ -4016,6 +4031,18 @@ class Table:
         finally:
             self.result.seconds = time.monotonic() - started
 
+    def _plan_check(self, source: JdbcSource, wh: Warehouse) -> TablePlan:
+        """--LOAD false: the plan of a VERIFY (or REPAIR) of the target as it is; nothing is staged or loaded,
+        the state keeps its watermark and source deletes are not looked for (VERIFY reports them as extra keys)."""
+        plan, _ = Survey(self, source, wh, deletes=False).plan()
+        r = self.result
+        r.mode = "REPAIR" if plan.repair else "VERIFY"
+        if not plan.read.target_columns:
+            raise EtlError(f"{self.cfg.key}: --LOAD false checks {self.cfg.target}, which does not exist yet: "
+                           f"load it first (a run without --LOAD false)")
+        r.target_rows = int(wh.scalar(count_sql(self.target)))
+        return plan
+
     def _source(self) -> JdbcSource:
         path = self.ctx.args.groups[self.cfg.ssm_key]
         return JdbcSource(self.ctx.spark, source_settings(self.ctx.secrets.get(path), path))
@@ -4031,7 +4058,7 @@ class Table:
         """VERIFY after the load, under the table's lease (see Reconciler), from the plan's information_schema
         facts; metrics VerifiedRows/MismatchedRows. With --REPAIR, then REPAIR what it found (RepairedRows)."""
         checker = Reconciler(source, wh, self.cfg, self.target, plan.facts.columns, self._target_columns(wh),
-                             self.ctx.state_table, self.log)
+                             self.ctx.state_table, self.log, loaded=self.ctx.args.load)
         with step(self.log, "verify") as info:
             drift = checker.verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)

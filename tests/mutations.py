@@ -21,6 +21,9 @@ JOB = "glue_etl_job.py"
 
 # name, file, exact text(s), broken text(s), tests that must fail (pytest arguments)
 MUTATIONS = [
+    ("--LOAD false loads anyway", JOB,
+     "                if self.ctx.args.load:\n", "                if True:\n",
+     ["tests/e2e/test_check_only.py"]),
     ("watermark compares with > instead of >=", JOB,
      "pred = f\"{col} >= TIMESTAMP '{timestamp_text(start)", "pred = f\"{col} > TIMESTAMP '{timestamp_text(start)",
      ["tests/e2e/test_incremental_edges.py::test_rows_sharing_the_watermark_are_not_lost"]),

@@ -38,6 +38,19 @@ def test_repair_implies_verify_and_every_flag_is_strict():
     assert problems("--REPAIRS", "true") == ["unknown runtime argument --REPAIRS (did you mean --REPAIR?)"]
 
 
+def test_load_false_checks_the_targets_as_they_are_and_needs_a_check():
+    assert parse().load is True and parse("--LOAD", "true").load is True
+    assert (parse("--LOAD", "false", "--VERIFY", "true").load, parse("--LOAD", "no", "--REPAIR", "true").repair) \
+        == (False, True)
+    assert problems("--LOAD", "false") == [
+        "--LOAD false loads nothing and checks nothing: add --VERIFY true (compare each target with its source) "
+        "or --REPAIR true (and mend what differs), or leave --LOAD out"]
+    assert problems("--LOAD", "false", "--VERIFY", "true", "--DRY_RUN", "true") == [
+        "--LOAD false: a dry run loads nothing already; leave --LOAD out of a dry run"]
+    assert problems("--LOAD", "off", "--VERIFY", "true") == ["--LOAD must be true or false, got 'off'"]
+    assert problems("--LOADS", "false") == ["unknown runtime argument --LOADS (did you mean --LOAD?)"]
+
+
 def test_the_plan_says_it_repairs():
     plan = g.plan_table(cfg(), facts(), cores=2, target=TARGET, repair=True)
     assert (plan.verify, plan.repair) == (True, True)
