@@ -238,6 +238,11 @@ def verify_checks(cases: dict[str, dict], l_label: str) -> list[str]:
            + (f"; the same run without --VERIFY {base['wall_s']['median']:.1f}s, so VERIFY added "
               f"{v_t - base['wall_s']['median']:.1f}s = {100 * (v_t - base['wall_s']['median']) / f_t:.0f}%"
               if base else "") + "."]
+    alone = _find(cases, case=f"job VERIFY only {l_label}")
+    if alone:
+        a_t = alone["wall_s"]["median"]
+        out.append(f"**VERIFY {l_label} without a load** (`--LOAD false --VERIFY true`), no drift: whole run "
+                   f"{a_t:.1f}s = **{100 * a_t / f_t:.0f}%** of FULL {l_label} (target <= 25%).")
     if diffs:
         d_t = diffs["wall_s"]["median"]
         out.append(f"**{diffs['case']}**: whole run {d_t:.1f}s, {d_t - v_t:.1f}s beyond the no-drift run = "

@@ -439,7 +439,9 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
     target = f"{stack.SNOWFLAKE_DATABASE}.{TARGET_SCHEMA}.{name}"
     repair = '"REPAIR"' in JOB.read_text()          # --REPAIR: VERIFY, reload the differing keys, verify again
     diffs_case = f"job VERIFY{'+REPAIR' if repair else ''} 100 diffs {l_label}"
-    cases = [f"job VERIFY baseline {l_label}", f"job VERIFY {l_label}", diffs_case]
+    only = '"LOAD"' in JOB.read_text()              # --LOAD false: VERIFY without the load before it
+    cases = [f"job VERIFY baseline {l_label}", f"job VERIFY {l_label}", diffs_case,
+             *([f"job VERIFY only {l_label}"] if only else [])]
     if all(b.skip(c) for c in cases):
         return
     cfg = {f"{workload.SCHEMA}.{names['large']}": entry("postgres", name, "INCREMENTAL")}
@@ -465,6 +467,9 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
     with verify.PgStatements() as pg:
         b.job(cases[1], cfg, large, size=l_label, mode="VERIFY", group="verify", args=("--VERIFY", "true"),
               check=verify.expect_no_drift(large), record_sql=pg)
+        if only:
+            b.job(cases[3], cfg, large, size=l_label, mode="VERIFY", group="verify",
+                  args=("--LOAD", "false", "--VERIFY", "true"), check=verify.expect_no_drift(large))
         b.job(diffs_case, cfg, large - held, size=l_label, mode="REPAIR" if repair else "VERIFY", group="verify",
               args=("--REPAIR" if repair else "--VERIFY", "true"), record_sql=pg,
               before=lambda i: drifts.inject(sf_execute, columns), after=after,
