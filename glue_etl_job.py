@@ -1796,7 +1796,9 @@ NULL_MARK = "'N'"
 # buckets is 20% faster: enable_sort off makes it hash-aggregate (a hash aggregate spills by partitions
 # should it outgrow work_mem). JIT compiles each fingerprint query (3-5 s on 5M rows) and gains nothing:
 # the time is in MD5 and TO_CHAR calls. Both are planner settings any user may set (docs/PERFORMANCE.md).
-RECONCILE_SESSION = {"postgres": ("SET jit = off", "SET enable_sort = off")}
+# DateStyle ISO: the canonical text of a date or timestamp is its output text (``canonical_sql``), which is
+# ISO only in that style (the default, but a database or role may set another).
+RECONCILE_SESSION = {"postgres": ("SET jit = off", "SET enable_sort = off", "SET DateStyle = ISO")}
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
 
@@ -1879,8 +1881,12 @@ def fixed_form_sql(dialect: str, kind: str, col: str) -> str:
 NUMBER_DIGITS = 38            # Snowflake's NUMBER: at most 38 digits, the scale's included
 
 
-def _decimal_canon(dialect: str, col: str, scale: int) -> str:
+def _decimal_canon(dialect: str, col: str, scale: int, source_scale: int | None = None) -> str:
     """A decimal as sign, whole part, '.', and its ``scale`` fraction digits (zero-padded), all digits.
+
+    A PostgreSQL numeric(p, s) column whose s is ``scale`` is its output text: every value of it has
+    exactly s fraction digits (the column's typmod rounds each value to s), never an exponent, a '-' only
+    below zero (numeric has no negative zero) - the same text, at a third of the cost (docs/PERFORMANCE.md).
 
     Snowflake keeps a product's scale (S = min(S1 + S2, max(S1, S2, 12))) within 38 digits, so
     fraction * 10^scale overflows once 2 * scale > 38 (NUMBER(38,30)): there the fraction's digits are
@@ -1889,6 +1895,8 @@ def _decimal_canon(dialect: str, col: str, scale: int) -> str:
     sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
     whole = f"TRUNCATE({col}, 0)" if dialect == "mysql" else f"TRUNC({col})"
     frac = f"ABS({col} - {whole})"
+    if dialect == "postgres" and source_scale == scale:
+        return f"CAST({col} AS TEXT)"
     if dialect == "postgres":
         digits = f"LPAD(CAST(TRUNC({frac} * 1{'0' * scale}) AS TEXT), {scale}, '0')"
         return f"{sign} || CAST(ABS({whole}) AS TEXT) || '.' || {digits}"
@@ -1914,15 +1922,17 @@ def _snowflake_fraction_digits(frac: str, scale: int) -> str:
     return " || ".join(pieces)
 
 
-def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
+def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0, source_scale: int | None = None) -> str:
     """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
 
     int: plain digits. decimal: sign, whole part, '.' and the fraction's digits at ``scale`` (the target's
-    scale, >= the source's), see ``_decimal_canon``. float4/float8: see ``_float_canon``; a 4-byte float is
+    scale, >= the source column's ``source_scale``), see ``_decimal_canon``. float4/float8: see ``_float_canon``; a 4-byte float is
     first read as the double its shortest text names (what the extract staged). text/JSON: the string
     itself (JSON as loaded: the source's text). bool: 1/0 (MySQL tinyint(1): any other value stays its
     digits, so it cannot match).
-    date/timestamps: ISO text with microseconds; TIMESTAMP_TZ and timestamptz as the UTC instant.
+    date/timestamps: ISO text, a timestamp's fraction without its trailing zeros (none, and no '.', on the
+    second), as PostgreSQL writes a timestamp (DateStyle ISO, ``RECONCILE_SESSION``) - its output text is
+    a third of TO_CHAR's cost; TIMESTAMP_TZ and timestamptz as the UTC instant.
     binary: lower-case hex. money: its numeric, as decimal. The kinds of ``_FIXED_FORMS``: see there.
     """
     pg, my, sf = dialect == "postgres", dialect == "mysql", dialect == "snowflake"
@@ -1933,7 +1943,7 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
     if kind == "int":
         return f"CAST({col} AS TEXT)" if pg else f"CAST({col} AS CHAR)" if my else f"TO_VARCHAR({col})"
     if kind == "decimal":
-        return _decimal_canon(dialect, col, scale)
+        return _decimal_canon(dialect, col, scale, source_scale)
     if kind == "float4" and not sf:
         kind, col = "float8", (f"CAST(CAST({col} AS TEXT) AS DOUBLE PRECISION)" if pg
                                else f"CAST(CAST({col} AS CHAR) AS DOUBLE)")
@@ -1945,18 +1955,18 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0) -> str:
         if my:
             return f"CASE {col} WHEN 1 THEN '1' WHEN 0 THEN '0' ELSE CAST({col} AS CHAR) END"
         return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"     # NULL stays NULL
-    formats = {"date": ("YYYY-MM-DD", "%Y-%m-%d", "YYYY-MM-DD"),
-               "ts_ntz": ("YYYY-MM-DD HH24:MI:SS.US", "%Y-%m-%d %H:%i:%s.%f", "YYYY-MM-DD HH24:MI:SS.FF6")}
+    formats = {"date": ("%Y-%m-%d", "YYYY-MM-DD"), "ts_ntz": ("%Y-%m-%d %H:%i:%s.%f", "YYYY-MM-DD HH24:MI:SS.FF6")}
     if kind in ("date", "ts_ntz", "ts_tz"):
-        pg_fmt, my_fmt, sf_fmt = formats["date" if kind == "date" else "ts_ntz"]
+        my_fmt, sf_fmt = formats["date" if kind == "date" else "ts_ntz"]
         if pg:
-            return f"TO_CHAR({col} AT TIME ZONE 'UTC', '{pg_fmt}')" if kind == "ts_tz" else \
-                f"TO_CHAR({col}, '{pg_fmt}')"
+            return f"CAST({col} AT TIME ZONE 'UTC' AS TEXT)" if kind == "ts_tz" else f"CAST({col} AS TEXT)"
         if my:                # zero dates loaded as NULL; the job's session runs in UTC (time_zone '+00:00')
             zero = "0000-00-00" if kind == "date" else "0000-00-00 00:00:00.000000"
-            return f"NULLIF(DATE_FORMAT({col}, '{my_fmt}'), '{zero}')"
-        return (f"TO_VARCHAR(CONVERT_TIMEZONE('UTC', {col}), '{sf_fmt}')" if kind == "ts_tz"
+            text = f"NULLIF(DATE_FORMAT({col}, '{my_fmt}'), '{zero}')"
+            return text if kind == "date" else f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
+        text = (f"TO_VARCHAR(CONVERT_TIMEZONE('UTC', {col}), '{sf_fmt}')" if kind == "ts_tz"
                 else f"TO_VARCHAR({col}, '{sf_fmt}')")
+        return text if kind == "date" else f"RTRIM(RTRIM({text}, '0'), '.')"
     if kind == "binary":
         return f"ENCODE({col}, 'hex')" if pg else f"LOWER(HEX({col}))" if my else f"LOWER(HEX_ENCODE({col}))"
     raise ValueError(f"unknown canonical kind {kind!r}")
@@ -1971,17 +1981,19 @@ def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     """MD5 (hex) of the row: one MD5 over its columns' canonical texts joined by '|'.
 
     ``columns``: (kind, canonical SQL) in column order. NULL is 'N'; a FREE_TEXT_KINDS text is written as
-    its length (in characters), ':' and itself, so no text can pass for another split of the columns or for
-    NULL (the other kinds' texts hold no '|' and are never 'N'). One MD5 per row, not one per column: the
-    hash function is most of a fingerprint's cost (docs/PERFORMANCE.md "VERIFY and REPAIR on 5M").
+    its length in bytes (of its UTF-8 form, what MD5 reads), ':' and itself, so no text can pass for
+    another split of the columns or for NULL (the other kinds' texts hold no '|' and are never 'N'). Bytes,
+    not characters: a text's byte length is stored with it (PostgreSQL counts characters by reading
+    them). One MD5 per row, not one per column: the hash function is most of a fingerprint's cost
+    (docs/PERFORMANCE.md "VERIFY and REPAIR on 5M").
     """
     parts = []
     for kind, c in columns:
         if dialect == "mysql":        # the UTF-8 bytes, whatever the column's character set
             c = f"CONVERT({c} USING utf8mb4)"
-            framed = f"CONCAT(CHAR_LENGTH({c}), ':', {c})"
+            framed = f"CONCAT(OCTET_LENGTH({c}), ':', {c})"
         else:
-            n = f"CAST(LENGTH({c}) AS TEXT)" if dialect == "postgres" else f"TO_VARCHAR(LENGTH({c}))"
+            n = f"CAST(OCTET_LENGTH({c}) AS TEXT)" if dialect == "postgres" else f"TO_VARCHAR(OCTET_LENGTH({c}))"
             framed = f"{n} || ':' || {c}"
         parts.append(f"COALESCE({framed if kind in FREE_TEXT_KINDS else c}, {NULL_MARK})")
     if dialect == "mysql":
@@ -1992,8 +2004,8 @@ def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
 def hash_slice_sql(dialect: str, row_hash: str) -> str:
     """The first HASH_HEX_DIGITS hex digits of a row hash as an integer."""
     head = f"SUBSTR({row_hash}, 1, {HASH_HEX_DIGITS})"
-    if dialect == "postgres":
-        return f"CAST(CAST('x' || LPAD({head}, 16, '0') AS BIT(64)) AS BIGINT)"
+    if dialect == "postgres":         # 'x' and hex digits: a bit string of 4 bits a digit, read as a number
+        return f"CAST(CAST('x' || {head} AS BIT({4 * HASH_HEX_DIGITS})) AS BIGINT)"
     if dialect == "mysql":
         return f"CAST(CONV({head}, 16, 10) AS UNSIGNED)"
     return f"TO_NUMBER({head}, '{'X' * HASH_HEX_DIGITS}')"
@@ -3471,7 +3483,8 @@ class Reconciler:
                 continue
             scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
             kinds[name.lower()] = kind
-            src.append((kind, canonical_sql(engine, kind, source_quote(engine, name), scale)))
+            src.append((kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
+                                            c.scale if kind == "decimal" else None)))
             tgt.append((kind, canonical_sql("snowflake", kind, qi(name.upper()), scale)))
         pk = cfg.primary_key
         if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":

@@ -17,13 +17,27 @@
   A format of time elements only (HH24, no YYYY) becomes STRFTIME of the time on the day 1970-01-01
   (DuckDB's DATE + TIME is a TIMESTAMP).
 
-``install()`` wraps fakesnow's statement transform; called from ``local/fakesnow_server.py``.
+- ``OCTET_LENGTH(<text>)`` (Snowflake docs, "OCTET_LENGTH": "Returns the length of a string or binary value
+  in bytes"): sqlglot 30.22 keeps the name, and DuckDB's ``octet_length`` takes only BLOB and BIT, so the
+  call fails to bind. The row hash frames a text by its byte length; DuckDB's ``STRLEN`` is the byte
+  length of a VARCHAR (its UTF-8). The job takes OCTET_LENGTH of text only.
+
+- ``RTRIM(<text>, '<characters>')`` (Snowflake docs, "RTRIM": removes the trailing characters named, each
+  one individually): fakesnow 0.11.22's ``trim_cast_varchar`` (Snowflake's TRIM casts its input to
+  VARCHAR) rebuilds the call from its input alone, dropping both the characters and the side, so DuckDB
+  trims blanks from both ends instead ('12:00:00.000000' stays as it is). The fix casts the input the
+  same way and keeps the rest of the call. A timestamp's canonical text drops its fraction's trailing
+  zeros with it.
+
+``install()`` wraps fakesnow's statement transform and replaces its TRIM cast; called from
+``local/fakesnow_server.py``.
 """
 
 from __future__ import annotations
 
 import re
 
+from fakesnow import transforms
 from fakesnow.cursor import FakeSnowflakeCursor
 from sqlglot import exp
 from sqlglot.dialects.snowflake import Snowflake
@@ -52,10 +66,31 @@ def date_format_to_strftime(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def octet_length_to_strlen(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.ByteLength):
+        return exp.Anonymous(this="STRLEN", expressions=[node.this.copy()])
+    return node
+
+
+def trim_cast_varchar(node: exp.Expression) -> exp.Expression:
+    """TRIM's input cast to VARCHAR, as Snowflake casts it; the characters and the side kept."""
+    if not isinstance(node, exp.Trim):
+        return node
+    operand = node.this
+    if isinstance(operand, exp.Cast) and operand.to.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT):
+        return node
+    out = node.copy()
+    out.set("this", exp.Cast(this=operand.copy(), to=exp.DataType.build("VARCHAR")))
+    return out
+
+
 def install() -> None:
     original = FakeSnowflakeCursor._transform
 
     def _transform(self, expression, params):
-        return original(self, expression.transform(hex_to_number).transform(date_format_to_strftime), params)
+        fixed = expression.transform(hex_to_number).transform(date_format_to_strftime).transform(
+            octet_length_to_strlen)
+        return original(self, fixed, params)
 
     FakeSnowflakeCursor._transform = _transform
+    transforms.trim_cast_varchar = trim_cast_varchar

@@ -50,16 +50,17 @@ def test_snowflake_fingerprint_uses_the_documented_hex_format():
 
 def test_row_hash_marks_null_apart_from_empty_and_frames_free_text():
     sql = g.row_hash_sql("postgres", [("int", "a"), ("text", "b")])
-    assert sql == "MD5(COALESCE(a, 'N') || '|' || COALESCE(CAST(LENGTH(b) AS TEXT) || ':' || b, 'N'))"
-    assert g.row_hash_sql("snowflake", [("json_array", "b")]) == "MD5(COALESCE(TO_VARCHAR(LENGTH(b)) || ':' || b, 'N'))"
+    assert sql == "MD5(COALESCE(a, 'N') || '|' || COALESCE(CAST(OCTET_LENGTH(b) AS TEXT) || ':' || b, 'N'))"
+    assert g.row_hash_sql("snowflake", [("json_array", "b")]) == "MD5(COALESCE(TO_VARCHAR(OCTET_LENGTH(b)) || ':' || b, 'N'))"
     assert g.row_hash_sql("mysql", [("date", "a"), ("text", "b")]) == (
-        "MD5(CONCAT_WS('|', COALESCE(CONVERT(a USING utf8mb4), 'N'), COALESCE(CONCAT(CHAR_LENGTH(CONVERT(b USING "
+        "MD5(CONCAT_WS('|', COALESCE(CONVERT(a USING utf8mb4), 'N'), COALESCE(CONCAT(OCTET_LENGTH(CONVERT(b USING "
         "utf8mb4)), ':', CONVERT(b USING utf8mb4)), 'N')))")
 
 
 def row_text(values: list[tuple[str, str | None]]) -> str:
-    """What row_hash_sql hashes, computed in Python: the encoding's rules."""
-    return "|".join("N" if v is None else f"{len(v)}:{v}" if k in g.FREE_TEXT_KINDS else v for k, v in values)
+    """What row_hash_sql hashes, computed in Python: the encoding's rules (a free text's length in UTF-8 bytes)."""
+    return "|".join("N" if v is None else f"{len(v.encode())}:{v}" if k in g.FREE_TEXT_KINDS else v
+                    for k, v in values)
 
 
 def test_the_row_encoding_is_unambiguous():
@@ -68,7 +69,8 @@ def test_the_row_encoding_is_unambiguous():
     rows = [[("text", "a|b"), ("text", "c")], [("text", "a"), ("text", "b|c")], [("text", "N"), ("text", None)],
             [("text", None), ("text", "N")], [("text", ""), ("text", None)], [("text", None), ("text", "")],
             [("text", "1:a"), ("text", "")], [("text", "1"), ("text", "a|0:")], [("int", "1"), ("text", "2|3")],
-            [("text", "a|1:b"), ("text", None)], [("text", "a"), ("text", "b"), ("text", None)]]
+            [("text", "a|1:b"), ("text", None)], [("text", "a"), ("text", "b"), ("text", None)],
+            [("text", "é|1:a"), ("text", None)], [("text", "é"), ("text", "a")]]
     texts = [row_text(r) for r in rows]
     assert len(set(texts)) == len(texts)
     assert all(v is None or "|" not in v and v != "N" for k, v in

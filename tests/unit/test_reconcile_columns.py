@@ -59,10 +59,22 @@ def test_column_types_query_is_in_column_order_and_parses():
 def test_the_row_hash_covers_the_facts_in_column_order_on_both_sides():
     r = planned(cfg())
     canon = [("int", '"ID"', 0), ("decimal", '"Amount"', 2), ("text", '"note"', 0), ("ts_ntz", '"updated_at"', 0)]
-    assert r.src_hash == g.row_hash_sql("postgres", [(k, g.canonical_sql("postgres", k, c, s)) for k, c, s in canon])
+    assert r.src_hash == g.row_hash_sql("postgres", [(k, g.canonical_sql("postgres", k, c, s, 2 if k == "decimal"
+                                                                          else None)) for k, c, s in canon])
+    assert 'COALESCE(CAST("Amount" AS TEXT), ' in r.src_hash       # numeric(12,2) at scale 2: its output text
     assert r.tgt_hash == g.row_hash_sql("snowflake", [(k, g.canonical_sql("snowflake", k, g.qi(c.strip('"').upper()),
                                                                           s)) for k, c, s in canon])
     assert (r.src_key, r.tgt_key, r.bound) == ('"ID"', '"ID"', None)
+
+
+def test_a_decimal_at_another_scale_than_its_column_is_compared_digit_by_digit():
+    """numeric(12,2)::text is '1.50'; at the target's scale 4 the canonical text is '1.5000', so only a column
+    at the target's own scale is compared as its output text. A numeric without a scale never is."""
+    wider = planned(cfg(), target={**TARGET, "AMOUNT": "NUMBER(14,4)"})
+    free = planned(cfg(), facts={**FACTS, "amount": g.SourceColumn("Amount", "numeric")})
+    for r, scale in ((wider, 4), (free, 2)):
+        assert 'CAST("Amount" AS TEXT)' not in r.src_hash
+        assert g.canonical_sql("postgres", "decimal", '"Amount"', scale) in r.src_hash
 
 
 def test_columns_setting_and_watermark_bound_use_the_facts_spelling():
