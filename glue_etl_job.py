@@ -1382,10 +1382,13 @@ MYSQL_TEXT_FORMATS = {"datetime": ("%Y-%m-%d %H:%i:%s.%f", "0000-00-00 00:00:00.
 
 def column_types_query(engine: str, namespace: str, table: str) -> str:
     """Each column's information_schema facts (see ``SourceColumn``): name, data_type and MySQL's
-    column_type in lower case, numeric precision and scale."""
+    column_type in lower case, numeric precision and scale, and the character set its text is stored in
+    (MySQL: the column's; PostgreSQL: the database's server encoding, which holds every text of it)."""
     detail = "LOWER(column_type)" if engine == "mysql" else "''"
+    charset = "character_set_name" if engine == "mysql" else "current_setting('server_encoding')"
     return (f"SELECT column_name AS name, LOWER(data_type) AS type, {detail} AS column_type, "
-            f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length "
+            f"numeric_precision AS num_precision, numeric_scale AS num_scale, character_maximum_length AS length, "
+            f"{charset} AS charset "
             f"FROM information_schema.columns WHERE table_schema = '{namespace}' AND table_name = '{table}' "
             f"ORDER BY ordinal_position")
 
@@ -1396,7 +1399,7 @@ def source_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, SourceColumn]
         return None if v is None else int(v)
     return {str(r["name"]).lower(): SourceColumn(str(r["name"]), str(r["type"]), str(r.get("column_type") or ""),
                                                  number(r.get("num_precision")), number(r.get("num_scale")),
-                                                 number(r.get("length")))
+                                                 number(r.get("length")), r.get("charset") or None)
             for r in rows}
 
 
@@ -1418,6 +1421,8 @@ class SourceColumn:
     precision: int | None = None
     scale: int | None = None
     length: int | None = None   # character_maximum_length (also the n of PostgreSQL's bit(n))
+    charset: str | None = None  # the character set of its text (MySQL character_set_name, PostgreSQL
+                                # server_encoding: 'UTF8', 'LATIN1', ...); None when not read
 
 
 @dataclass(frozen=True)
@@ -1926,8 +1931,9 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0, source_scal
     """The canonical text of column ``col`` (quoted) of ``kind`` on ``dialect`` (postgres, mysql, snowflake).
 
     int: plain digits. decimal: sign, whole part, '.' and the fraction's digits at ``scale`` (the target's
-    scale, >= the source column's ``source_scale``), see ``_decimal_canon``. float4/float8: see ``_float_canon``; a 4-byte float is
-    first read as the double its shortest text names (what the extract staged). text/JSON: the string
+    scale, >= the source column's ``source_scale``), see ``_decimal_canon``. float4/float8: see
+    ``_float_canon``; a 4-byte float is first read as the double its shortest text names (what the extract
+    staged). text/JSON: the string
     itself (JSON as loaded: the source's text). bool: 1/0 (MySQL tinyint(1): any other value stays its
     digits, so it cannot match).
     date/timestamps: ISO text, a timestamp's fraction without its trailing zeros (none, and no '.', on the
@@ -1977,7 +1983,12 @@ def canonical_sql(dialect: str, kind: str, col: str, scale: int = 0, source_scal
 FREE_TEXT_KINDS = frozenset({"text", "json_array"})
 
 
-def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
+# PostgreSQL server encodings whose text bytes are UTF-8 as they are: MD5 and OCTET_LENGTH read the
+# stored bytes, and SQL_ASCII stores what the client sent (the JDBC driver sends UTF-8), unconverted.
+PG_UTF8_ENCODINGS = frozenset({"UTF8", "SQL_ASCII"})
+
+
+def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]], to_utf8: bool = False) -> str:
     """MD5 (hex) of the row: one MD5 over its columns' canonical texts joined by '|'.
 
     ``columns``: (kind, canonical SQL) in column order. NULL is 'N'; a FREE_TEXT_KINDS text is written as
@@ -1986,19 +1997,26 @@ def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     not characters: a text's byte length is stored with it (PostgreSQL counts characters by reading
     them). One MD5 per row, not one per column: the hash function is most of a fingerprint's cost
     (docs/PERFORMANCE.md "VERIFY and REPAIR on 5M").
+
+    ``to_utf8`` (PostgreSQL): the database's server encoding is not UTF-8 (LATIN1, WIN1252, ...; see
+    ``PG_UTF8_ENCODINGS``), so the texts' bytes are not what Snowflake hashes: lengths and the MD5 are
+    taken of ``convert_to(..., 'UTF8')``. A quarter more on the texts' part, so only where needed.
     """
     parts = []
     for kind, c in columns:
         if dialect == "mysql":        # the UTF-8 bytes, whatever the column's character set
             c = f"CONVERT({c} USING utf8mb4)"
             framed = f"CONCAT(OCTET_LENGTH({c}), ':', {c})"
+        elif dialect == "postgres" and to_utf8:
+            framed = f"CAST(OCTET_LENGTH(CONVERT_TO({c}, 'UTF8')) AS TEXT) || ':' || {c}"
         else:
             n = f"CAST(OCTET_LENGTH({c}) AS TEXT)" if dialect == "postgres" else f"TO_VARCHAR(OCTET_LENGTH({c}))"
             framed = f"{n} || ':' || {c}"
         parts.append(f"COALESCE({framed if kind in FREE_TEXT_KINDS else c}, {NULL_MARK})")
     if dialect == "mysql":
         return f"MD5(CONCAT_WS('|', {', '.join(parts)}))"
-    return "MD5(" + " || '|' || ".join(parts) + ")"
+    text = " || '|' || ".join(parts)
+    return f"MD5(CONVERT_TO({text}, 'UTF8'))" if dialect == "postgres" and to_utf8 else f"MD5({text})"
 
 
 def hash_slice_sql(dialect: str, row_hash: str) -> str:
@@ -3496,7 +3514,8 @@ class Reconciler:
                            f"out with 'columns', or turn 'verify' off for the table")
         name = self.facts[pk[0].lower()].name
         self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
-        self.src_hash, self.tgt_hash = row_hash_sql(engine, src), row_hash_sql("snowflake", tgt)
+        to_utf8 = engine == "postgres" and any(c.charset not in PG_UTF8_ENCODINGS | {None} for c in self.facts.values())
+        self.src_hash, self.tgt_hash = row_hash_sql(engine, src, to_utf8), row_hash_sql("snowflake", tgt)
         self.bound = self._bound()
 
     def _bound(self) -> str | None:

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import sqlglot
+from sqlglot.errors import ErrorLevel
 
 import glue_etl_job as g
 
@@ -51,10 +52,21 @@ def test_snowflake_fingerprint_uses_the_documented_hex_format():
 def test_row_hash_marks_null_apart_from_empty_and_frames_free_text():
     sql = g.row_hash_sql("postgres", [("int", "a"), ("text", "b")])
     assert sql == "MD5(COALESCE(a, 'N') || '|' || COALESCE(CAST(OCTET_LENGTH(b) AS TEXT) || ':' || b, 'N'))"
-    assert g.row_hash_sql("snowflake", [("json_array", "b")]) == "MD5(COALESCE(TO_VARCHAR(OCTET_LENGTH(b)) || ':' || b, 'N'))"
+    assert g.row_hash_sql("snowflake", [("json_array", "b")]) == (
+        "MD5(COALESCE(TO_VARCHAR(OCTET_LENGTH(b)) || ':' || b, 'N'))")
     assert g.row_hash_sql("mysql", [("date", "a"), ("text", "b")]) == (
         "MD5(CONCAT_WS('|', COALESCE(CONVERT(a USING utf8mb4), 'N'), COALESCE(CONCAT(OCTET_LENGTH(CONVERT(b USING "
         "utf8mb4)), ':', CONVERT(b USING utf8mb4)), 'N')))")
+
+
+def test_row_hash_of_a_non_utf8_postgresql_database_reads_the_texts_as_utf8():
+    """LATIN1 bytes are not the UTF-8 Snowflake hashes: the length and the MD5 are of CONVERT_TO(.., 'UTF8')."""
+    sql = g.row_hash_sql("postgres", [("int", "a"), ("text", "b")], to_utf8=True)
+    assert sql == ("MD5(CONVERT_TO(COALESCE(a, 'N') || '|' || COALESCE(CAST(OCTET_LENGTH(CONVERT_TO(b, 'UTF8')) AS "
+                   "TEXT) || ':' || b, 'N'), 'UTF8'))")
+    sqlglot.parse_one(f"SELECT {sql}", read="postgres", error_level=ErrorLevel.RAISE)
+    for dialect in ("mysql", "snowflake"):         # MySQL converts every text already; Snowflake is UTF-8
+        assert g.row_hash_sql(dialect, [("text", "b")], to_utf8=True) == g.row_hash_sql(dialect, [("text", "b")])
 
 
 def row_text(values: list[tuple[str, str | None]]) -> str:

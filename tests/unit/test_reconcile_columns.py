@@ -67,6 +67,17 @@ def test_the_row_hash_covers_the_facts_in_column_order_on_both_sides():
     assert (r.src_key, r.tgt_key, r.bound) == ('"ID"', '"ID"', None)
 
 
+def test_the_row_hash_converts_to_utf8_only_for_a_postgresql_database_in_another_encoding():
+    def with_charset(charset):
+        return {k: g.SourceColumn(c.name, c.type, c.column_type, c.precision, c.scale, c.length, charset)
+                for k, c in FACTS.items()}
+    for charset, converts in (("LATIN1", True), ("WIN1252", True), ("UTF8", False), ("SQL_ASCII", False),
+                              (None, False)):
+        assert ("CONVERT_TO(" in planned(cfg(), facts=with_charset(charset)).src_hash) is converts, charset
+    rows = [{"name": "note", "type": "text", "column_type": "", "charset": "LATIN1"}, {"name": "id", "type": "int"}]
+    assert [c.charset for c in g.source_columns(rows).values()] == ["LATIN1", None]
+
+
 def test_a_decimal_at_another_scale_than_its_column_is_compared_digit_by_digit():
     """numeric(12,2)::text is '1.50'; at the target's scale 4 the canonical text is '1.5000', so only a column
     at the target's own scale is compared as its output text. A numeric without a scale never is."""

@@ -126,7 +126,7 @@ def test_column_types_query_parses_in_both_engines():
         parsed = sqlglot.parse_one(g.column_types_query(engine, "sales", "orders"), read=engine,
                                    error_level=ErrorLevel.RAISE)
         assert [e.alias for e in parsed.expressions] == ["name", "type", "column_type", "num_precision",
-                                                         "num_scale", "length"]
+                                                         "num_scale", "length", "charset"]
 
 
 def test_source_columns_reads_the_facts():
