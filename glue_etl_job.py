@@ -1802,8 +1802,12 @@ NULL_MARK = "'N'"
 # should it outgrow work_mem). JIT compiles each fingerprint query (3-5 s on 5M rows) and gains nothing:
 # the time is in MD5 and TO_CHAR calls. Both are planner settings any user may set (docs/PERFORMANCE.md).
 # DateStyle ISO: the canonical text of a date or timestamp is its output text (``canonical_sql``), which is
-# ISO only in that style (the default, but a database or role may set another).
-RECONCILE_SESSION = {"postgres": ("SET jit = off", "SET enable_sort = off", "SET DateStyle = ISO")}
+# ISO only in that style (the default, but a database or role may set another). jit exists from PostgreSQL
+# 11 on: on 9.6 and 10 ``SET jit`` is an error ("unrecognized configuration parameter"), so it is set only
+# where the server has it.
+PG_JIT_OFF = ("DO $$BEGIN IF current_setting('server_version_num')::int >= 110000 THEN SET jit = off; END IF; "
+              "END$$")
+RECONCILE_SESSION = {"postgres": (PG_JIT_OFF, "SET enable_sort = off", "SET DateStyle = ISO")}
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
 

@@ -64,6 +64,8 @@ def history(job: str) -> list[tuple]:
 def loaded(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("checkonly")
     h.reset_target_schema("CHECKONLY")
+    h.sf_execute(g.create_history_table_sql(HISTORY),                    # an earlier run on this stack
+                 f"DELETE FROM {HISTORY} WHERE \"JOB_NAME\" LIKE '{JOB}-%'")
     h.recreate_pg_schema("checkonly", ["inc", "full", "never"])
     for t in ("inc", "full", "never"):
         pg(f"INSERT INTO checkonly.{t} SELECT i, 'v' || i, TIMESTAMP '2026-01-01' + i * INTERVAL '1 second' "
