@@ -41,7 +41,8 @@ count_source      INCREMENTAL counts the whole source table (default True) so th
                   incremental run in proportion to its delta; the source count is then "-".
 verify            True: after each load, compare the target with the source by primary-key
                   ranges (VERIFY, README "VERIFY"); the table's status is DRIFT when a key is
-                  missing, extra or different (each logged). Needs a one-column integer key.
+                  missing, extra or different (each logged). Any primary key: one integer
+                  column is compared by key ranges, any other key by ranges of its hash.
 deletes           INCREMENTAL/UPSERT only: what a row deleted at the source does to the target.
                   "ignore" (default): nothing. "delete": removed. "soft": kept, its _DELETED_AT
                   (TIMESTAMP_TZ, added to the target) stamped; a key read again is live again.

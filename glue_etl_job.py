@@ -1993,7 +1993,7 @@ PG_UTF8_ENCODINGS = frozenset({"UTF8", "SQL_ASCII"})
 
 
 def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]], to_utf8: bool = False) -> str:
-    """MD5 (hex) of the row: one MD5 over its columns' canonical texts joined by '|'.
+    """MD5 (hex) of the row: one MD5 over its columns' canonical texts joined by '|' (``row_text_sql``).
 
     ``columns``: (kind, canonical SQL) in column order. NULL is 'N'; a FREE_TEXT_KINDS text is written as
     its length in bytes (of its UTF-8 form, what MD5 reads), ':' and itself, so no text can pass for
@@ -2006,6 +2006,16 @@ def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]], to_utf8: bool
     ``PG_UTF8_ENCODINGS``), so the texts' bytes are not what Snowflake hashes: lengths and the MD5 are
     taken of ``convert_to(..., 'UTF8')``. A quarter more on the texts' part, so only where needed.
     """
+    return md5_sql(dialect, row_text_sql(dialect, columns, to_utf8), to_utf8)
+
+
+def md5_sql(dialect: str, text: str, to_utf8: bool = False) -> str:
+    """MD5 (hex) of the UTF-8 bytes of ``text`` (``to_utf8``: see ``row_hash_sql``)."""
+    return f"MD5(CONVERT_TO({text}, 'UTF8'))" if dialect == "postgres" and to_utf8 else f"MD5({text})"
+
+
+def row_text_sql(dialect: str, columns: Sequence[tuple[str, str]], to_utf8: bool = False) -> str:
+    """The text ``row_hash_sql`` hashes: the canonical texts, framed, joined by '|'."""
     parts = []
     for kind, c in columns:
         if dialect == "mysql":        # the UTF-8 bytes, whatever the column's character set
@@ -2018,9 +2028,8 @@ def row_hash_sql(dialect: str, columns: Sequence[tuple[str, str]], to_utf8: bool
             framed = f"{n} || ':' || {c}"
         parts.append(f"COALESCE({framed if kind in FREE_TEXT_KINDS else c}, {NULL_MARK})")
     if dialect == "mysql":
-        return f"MD5(CONCAT_WS('|', {', '.join(parts)}))"
-    text = " || '|' || ".join(parts)
-    return f"MD5(CONVERT_TO({text}, 'UTF8'))" if dialect == "postgres" and to_utf8 else f"MD5({text})"
+        return f"CONCAT_WS('|', {', '.join(parts)})"
+    return " || '|' || ".join(parts)
 
 
 def hash_slice_sql(dialect: str, row_hash: str) -> str:
@@ -2059,9 +2068,21 @@ def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo
             f"FROM {table} WHERE {cond} GROUP BY {bucket}")
 
 
-def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None) -> str:
+def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None,
+                   label: str | None = None) -> str:
+    """Key and row hash of the rows in ``ranges``; ``label``: also the key's own text, as kt (a hashed key)."""
     cond = ranges_sql(key, ranges) + (f" AND ({where})" if where else "")
-    return f"SELECT {key} AS k, {row_hash} AS rh FROM {table} WHERE {cond}"
+    return f"SELECT {key} AS k, {row_hash} AS rh{f', {label} AS kt' if label else ''} FROM {table} WHERE {cond}"
+
+
+HASHED_KEY_SPAN = (0, 2 ** (4 * HASH_HEX_DIGITS) - 1)     # the values of a hashed key (``hashed_key_sql``)
+
+
+def hashed_key_sql(dialect: str, key_text: str, to_utf8: bool = False) -> str:
+    """A key of any columns and types as an integer: the 60-bit slice of the MD5 of its canonical text
+    (``row_text_sql`` of the key columns). VERIFY bisects these like integer keys; two keys sharing a slice
+    only share a bucket - the leaves are compared by the key's text."""
+    return hash_slice_sql(dialect, md5_sql(dialect, key_text, to_utf8))
 
 
 def key_bounds_sql(table: str, key: str, where: str | None = None) -> str:
@@ -2476,6 +2497,13 @@ class TablePlan:
         return "\n".join(lines)
 
 
+def integer_key(engine: str, cfg: TableConfig, columns: Mapping[str, SourceColumn]) -> bool:
+    """The table is keyed by one integer column, numeric(p,0) included (what REPAIR needs)."""
+    col = columns.get(cfg.primary_key[0].lower()) if len(cfg.primary_key) == 1 else None
+    kind = CANON_KINDS.get(engine, {}).get(col.type) if col is not None else None
+    return kind == "int" or (kind == "decimal" and col.scale == 0)
+
+
 def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, verify: bool = False,
                repair: bool = False) -> TablePlan:
     """The read half of a table's plan; raises EtlError (nothing written yet) for a value or a NULL
@@ -2495,6 +2523,10 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, ver
     problems = value_problems(stats, types.checks)
     if problems:
         raise EtlError(f"{cfg.key}: nothing was loaded: " + "; ".join(problems))
+    if repair and not integer_key(engine, cfg, facts.columns):
+        raise EtlError(f"{cfg.key}: REPAIR reloads keys by a one-column integer primary_key, and the table's is "
+                       f"{list(cfg.primary_key)}; nothing was loaded. --VERIFY true compares it and names the keys "
+                       f"that differ; a FULL load makes the whole target equal the source")
     rows = int(stats.get("n") or 0)
     sql = _read_sql(cfg, engine, w, types, w.predicate)
     n = partition_count(rows, cores, cfg.num_partitions)
@@ -3473,6 +3505,8 @@ class Reconciler:
     """
 
     tgt_where: str | None = None       # target rows compared (DeleteDetector: soft-deleted rows are left out)
+    src_label: str | None = None       # a hashed key (``hashed_key_sql``): the key's text on each side, by
+    tgt_label: str | None = None       # which the leaves are compared and the keys reported
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
@@ -3484,13 +3518,14 @@ class Reconciler:
         self.facts, self.target_cols, self.state_table = facts, target_cols, state_table
         self.src_table = source_table_ref(source.engine, cfg.namespace, cfg.source_table)
         self.leaves: list[tuple[int, int]] = []     # the key ranges ``verify`` compared key by key
+        self.hashed: dict[str, int] = {}            # a hashed key's text -> its hashed key, as the leaves held them
         if cfg.deletes == "soft" and DELETED_AT in target_cols:
             self.tgt_where = f"{qi(DELETED_AT)} IS NULL"     # a soft-deleted row stays, marked: not drift
 
     def _plan(self) -> None:
         cfg, engine = self.cfg, self.source.engine
         wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
-        problems, src, tgt, kinds = [], [], [], {}
+        problems, src, tgt, canon = [], [], [], {}
         for c in self.facts.values():
             name = c.name
             if wanted is not None and name.lower() not in wanted:
@@ -3504,22 +3539,32 @@ class Reconciler:
                 problems.append(f"column {name}: {why}")
                 continue
             scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
-            kinds[name.lower()] = kind
-            src.append((kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
-                                            c.scale if kind == "decimal" else None)))
-            tgt.append((kind, canonical_sql("snowflake", kind, qi(name.upper()), scale)))
-        pk = cfg.primary_key
-        if len(pk) != 1 or kinds.get(pk[0].lower()) != "int":
-            problems.append(f"VERIFY compares by a one-column integer primary_key; {cfg.key} has {list(pk)}")
+            canon[name.lower()] = (kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
+                                                       c.scale if kind == "decimal" else None),
+                                   canonical_sql("snowflake", kind, qi(name.upper()), scale))
+            src.append(canon[name.lower()][:2])
+            tgt.append(canon[name.lower()][::2])
+        pk = [k.lower() for k in cfg.primary_key]
+        left_out = [k for k in cfg.primary_key if k.lower() not in canon]
+        if left_out and not problems:
+            problems.append(f"VERIFY compares rows by their primary_key, and {left_out} is not among the columns "
+                            f"compared: add it to 'columns'")
         if problems:
             stands = "its load committed" if self.loaded else "nothing was loaded: --LOAD false"
             raise EtlError(f"{cfg.key}: VERIFY cannot compare this table ({stands}): "
                            f"{'; '.join(problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
-        name = self.facts[pk[0].lower()].name
-        self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
         to_utf8 = engine == "postgres" and any(c.charset not in PG_UTF8_ENCODINGS | {None} for c in self.facts.values())
         self.src_hash, self.tgt_hash = row_hash_sql(engine, src, to_utf8), row_hash_sql("snowflake", tgt)
+        if len(pk) == 1 and canon[pk[0]][0] == "int":
+            name = self.facts[pk[0]].name
+            self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
+        else:       # any other key (several columns, text, dates, ...): bisected by its hash (README "VERIFY")
+            keys = [canon[k] for k in pk]
+            self.src_label = row_text_sql(engine, [k[:2] for k in keys], to_utf8)
+            self.tgt_label = row_text_sql("snowflake", [k[::2] for k in keys])
+            self.src_key = hashed_key_sql(engine, self.src_label, to_utf8)
+            self.tgt_key = hashed_key_sql("snowflake", self.tgt_label)
         self.bound = self._bound()
 
     def _bound(self) -> str | None:
@@ -3561,19 +3606,29 @@ class Reconciler:
         src: dict = {}
         tgt: dict = {}
         for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
-            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound),
-                              key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where))
-            src.update({int(r["k"]): r["rh"] for r in s})
-            tgt.update({int(k): h for k, h in t})
+            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound, self.src_label),
+                              key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where,
+                                             self.tgt_label))
+            if self.src_label is None:
+                src.update({int(r["k"]): r["rh"] for r in s})
+                tgt.update({int(k): h for k, h in t})
+                continue
+            src.update({r["kt"]: r["rh"] for r in s})       # a hashed key: by the key's text
+            tgt.update({kt: h for _, h, kt in t})
+            self.hashed.update({r["kt"]: int(r["k"]) for r in s})
+            self.hashed.update({kt: int(k) for k, _, kt in t})
         return src, tgt
 
     def verify(self) -> Drift:
         self._plan()
-        s = self.source.query_one(key_bounds_sql(self.src_table, self.src_key, self.bound))
-        t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
-        ends = [int(v) for v in (s.get("lo"), s.get("hi"), *t) if v is not None]
-        if not ends:
-            return Drift()
+        if self.src_label is None:
+            s = self.source.query_one(key_bounds_sql(self.src_table, self.src_key, self.bound))
+            t = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
+            ends = [int(v) for v in (s.get("lo"), s.get("hi"), *t) if v is not None]
+            if not ends:
+                return Drift()
+        else:
+            ends = list(HASHED_KEY_SPAN)     # every hashed key lies in it: no bounds to read
         self.leaves, rows, queries = differing_ranges(min(ends), max(ends), self._buckets)
         drift = self._compare(self.leaves)
         drift.rows = rows
@@ -3590,9 +3645,7 @@ class Reconciler:
             keys = drift.missing + drift.extra + drift.different
             later = set()
             for part in batches(keys, 1000):
-                later |= {int(r["k"]) for r in self.source.query(
-                    f"SELECT {self.src_key} AS k FROM {self.src_table} WHERE {self.src_key} IN "
-                    f"({', '.join(str(k) for k in part)}) AND NOT ({self.bound})")}
+                later |= self._changed_after_bound(part)
             drift.missing, drift.extra, drift.different = ([k for k in ks if k not in later] for ks in
                                                            (drift.missing, drift.extra, drift.different))
             drift.changed_since_load = len(later)
@@ -3603,6 +3656,16 @@ class Reconciler:
         if len(shown) > VERIFY_LOG_KEYS:
             self.log.warning("step=%s more_keys_not_logged=%d", what, len(shown) - VERIFY_LOG_KEYS)
         return drift
+
+
+    def _changed_after_bound(self, keys: Sequence[Any]) -> set:
+        """Those of ``keys`` whose source row changed after the committed watermark (``bound``)."""
+        hashed = self.src_label is not None
+        label = self.src_label if hashed else self.src_key
+        values = sorted({self.hashed[k] for k in keys}) if hashed else keys
+        rows = self.source.query(f"SELECT {label} AS k FROM {self.src_table} WHERE {self.src_key} IN "
+                                 f"({', '.join(str(v) for v in values)}) AND NOT ({self.bound})")
+        return {r["k"] if hashed else int(r["k"]) for r in rows} & set(keys)
 
 
 class DeleteDetector(Reconciler):
@@ -3969,6 +4032,9 @@ class Repair(Load):
 
     def repair(self, drift: Drift) -> Repaired:
         t, cfg, plan, wh = self.t, self.cfg, self.plan, self.wh
+        if self.checker.src_label is not None:        # plan_table refuses these first; the loaded types decide
+            raise EtlError(f"{cfg.key}: REPAIR reloads keys by a one-column integer primary_key, and VERIFY compared "
+                           f"{cfg.target} by a hashed key; nothing was changed")
         problem = repair_problem(cfg.key, cfg.target, drift, self.r.target_rows or 0, cfg.max_delete_fraction)
         if problem:
             raise EtlError(problem)

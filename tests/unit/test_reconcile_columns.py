@@ -78,6 +78,34 @@ def test_the_row_hash_converts_to_utf8_only_for_a_postgresql_database_in_another
     assert [c.charset for c in g.source_columns(rows).values()] == ["LATIN1", None]
 
 
+def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
+    """A composite key (and a text or timestamp one): the key is the 60-bit slice of the MD5 of the key
+    columns' framed canonical texts, the same on both sides, and the leaves name it by that text."""
+    r = planned(cfg(primary_key=["id", "note"]))
+    pk = [("int", '"ID"'), ("text", '"note"')]
+    assert r.src_label == g.row_text_sql("postgres", [(k, g.canonical_sql("postgres", k, c)) for k, c in pk])
+    assert r.tgt_label == g.row_text_sql("snowflake", [(k, g.canonical_sql("snowflake", k, c.upper()))
+                                                       for k, c in pk])
+    assert r.src_key == g.hash_slice_sql("postgres", f"MD5({r.src_label})")
+    assert r.tgt_key == g.hash_slice_sql("snowflake", f"MD5({r.tgt_label})")
+    ranges = [(0, 2 ** 48 - 1), (2 ** 59, 2 ** 59)]
+    for dialect, table, key, label, where in (("postgres", '"s"."t"', r.src_key, r.src_label, r.bound),
+                                              ("snowflake", "ETL_DB.RAW.T", r.tgt_key, r.tgt_label, None)):
+        for sql in (g.range_fingerprints_sql(dialect, table, key, "'h'", 0, 2 ** 48, ranges, where),
+                    g.key_hashes_sql(table, key, "'h'", ranges, where, label)):
+            sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
+    assert g.key_hashes_sql("t", "k", "h", [(1, 2)], None, "kt") == (
+        "SELECT k AS k, h AS rh, kt AS kt FROM t WHERE k >= 1 AND k <= 2")
+    assert planned(cfg(primary_key="updated_at")).src_label is not None
+    assert planned(cfg()).src_label is None and planned(cfg()).src_key == '"ID"'
+    with pytest.raises(g.EtlError, match=r"VERIFY compares rows by their primary_key, and \['id'\] is not among the "
+                                         r"columns compared: add it to 'columns'"):
+        planned(cfg(columns=["note", "updated_at"]))
+    latin1 = {k: g.SourceColumn(c.name, c.type, c.column_type, c.precision, c.scale, c.length, "LATIN1")
+              for k, c in FACTS.items()}
+    assert "CONVERT_TO(" in planned(cfg(primary_key=["id", "note"]), facts=latin1).src_key
+
+
 def test_a_decimal_at_another_scale_than_its_column_is_compared_digit_by_digit():
     """numeric(12,2)::text is '1.50'; at the target's scale 4 the canonical text is '1.5000', so only a column
     at the target's own scale is compared as its output text. A numeric without a scale never is."""

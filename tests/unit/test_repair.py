@@ -4,6 +4,7 @@ tests/e2e/test_repair.py."""
 
 from __future__ import annotations
 
+import pytest
 import sqlglot
 from awsglue.utils import getResolvedOptions
 from sqlglot import exp
@@ -57,6 +58,23 @@ def test_the_plan_says_it_repairs():
     assert plan.as_dict()["repair"] is True
     assert "then REPAIR reloads the keys that differ" in plan.describe()
     assert g.plan_table(cfg(), facts(), cores=2, target=TARGET, verify=True).repair is False
+
+
+def test_repair_refuses_a_table_without_a_one_column_integer_key_before_anything_is_loaded():
+    """VERIFY compares any key (hashed); REPAIR reads keys again by a one-column integer key only."""
+    for key in (["ID", "AMOUNT"], ["UPDATED_AT"]):
+        with pytest.raises(g.EtlError) as e:
+            g.plan_table(cfg(primary_key=key), facts(), cores=2, target=TARGET, repair=True)
+        assert str(e.value) == (
+            f"sales.orders: REPAIR reloads keys by a one-column integer primary_key, and the table's is {key}; "
+            "nothing was loaded. --VERIFY true compares it and names the keys that differ; a FULL load makes the "
+            "whole target equal the source")
+        assert g.plan_table(cfg(primary_key=key), facts(), cores=2, target=TARGET, verify=True).verify
+    whole = g.source_columns([{"name": "id", "type": "numeric", "num_precision": 20, "num_scale": 0}])
+    assert g.integer_key("postgres", cfg(), whole) and g.integer_key("postgres", cfg(), FACTS_INT)
+
+
+FACTS_INT = g.source_columns([{"name": "id", "type": "bigint"}])
 
 
 def test_every_differing_key_is_read_again_extra_ones_too():
