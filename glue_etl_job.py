@@ -2060,22 +2060,66 @@ def ranges_sql(key: str, ranges: KeyRanges) -> str:
 
 
 def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo: int, width: int,
-                           ranges: KeyRanges, where: str | None = None) -> str:
-    """Per bucket FLOOR((key - lo) / width) of the keys in ``ranges``: (bucket, rows, sum of hash slices)."""
-    bucket = f"FLOOR(({key} - {lo}) / {width})"
-    cond = ranges_sql(key, ranges) + (f" AND ({where})" if where else "")
+                           ranges: KeyRanges, where: str | None = None, hashed: bool = False) -> str:
+    """Per bucket FLOOR((key - lo) / width) of the keys in ``ranges``: (bucket, rows, sum of hash slices).
+    ``hashed`` (``hashed_key_sql``; lo 0, width a power of two): the bucket is key >> log2(width)."""
+    bucket = shift_sql(dialect, key, width.bit_length() - 1) if hashed else f"FLOOR(({key} - {lo}) / {width})"
+    cond = _where(dialect, key, ranges, where, hashed)
     return (f"SELECT {bucket} AS b, COUNT(*) AS n, SUM({hash_slice_sql(dialect, row_hash)}) AS h "
-            f"FROM {table} WHERE {cond} GROUP BY {bucket}")
+            f"FROM {table}{cond} GROUP BY {bucket}")
 
 
 def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None,
-                   label: str | None = None) -> str:
-    """Key and row hash of the rows in ``ranges``; ``label``: also the key's own text, as kt (a hashed key)."""
-    cond = ranges_sql(key, ranges) + (f" AND ({where})" if where else "")
-    return f"SELECT {key} AS k, {row_hash} AS rh{f', {label} AS kt' if label else ''} FROM {table} WHERE {cond}"
+                   label: str | None = None, dialect: str = "") -> str:
+    """Key and row hash of the rows in ``ranges``; ``label``: a hashed key's own text too, as kt (its ranges
+    then tested as ``hashed_ranges_sql`` does, in ``dialect``)."""
+    cond = _where(dialect, key, ranges, where, label is not None)
+    return f"SELECT {key} AS k, {row_hash} AS rh{f', {label} AS kt' if label else ''} FROM {table}{cond}"
 
 
-HASHED_KEY_SPAN = (0, 2 ** (4 * HASH_HEX_DIGITS) - 1)     # the values of a hashed key (``hashed_key_sql``)
+def _where(dialect: str, key: str, ranges: KeyRanges, where: str | None, hashed: bool) -> str:
+    conds = [hashed_ranges_sql(dialect, key, ranges) if hashed else ranges_sql(key, ranges), where]
+    conds = [c for c in conds if c]
+    return " WHERE " + " AND ".join(conds if len(conds) == 1 else [conds[0], f"({conds[1]})"]) if conds else ""
+
+
+HASHED_KEY_BITS = 4 * HASH_HEX_DIGITS
+HASHED_KEY_SPAN = (0, 2 ** HASHED_KEY_BITS - 1)     # the values of a hashed key (``hashed_key_sql``)
+
+
+def shift_sql(dialect: str, key: str, bits: int) -> str:
+    """key >> bits: exact integer arithmetic on every engine (no division, whose rounding could move a
+    key across a bucket's edge). Snowflake: BITSHIFTRIGHT (docs/SNOWFLAKE.md)."""
+    return f"BITSHIFTRIGHT({key}, {bits})" if dialect == "snowflake" else f"({key} >> {bits})"
+
+
+def _aligned_bits(a: int, b: int) -> int:
+    """The largest n with a and b + 1 multiples of 2^n (at most HASHED_KEY_BITS)."""
+    return min(HASHED_KEY_BITS, *((x & -x).bit_length() - 1 for x in (a, b + 1) if x))
+
+
+def hashed_ranges_sql(dialect: str, key: str, ranges: KeyRanges) -> str | None:
+    """'key in ``ranges``' for a hashed key, which each mention recomputes (an MD5 per row: 100 BETWEENs
+    cost 60x one on PostgreSQL, docs/PERFORMANCE.md). The ranges VERIFY asks for are unions of aligned
+    power-of-two blocks (its widths are powers of two): they are written as the blocks of the smallest
+    size they all align to, ``(key >> n) IN (...)``, the key computed once; only were that list to pass
+    HASHED_BLOCKS_PER_LIST, one list per block size (once per size). None: every key."""
+    if list(ranges) == [HASHED_KEY_SPAN]:
+        return None
+    n = min(_aligned_bits(a, b) for a, b in ranges)
+    if sum(((b + 1 - a) >> n) for a, b in ranges) <= HASHED_BLOCKS_PER_LIST:
+        groups = {n: list(ranges)}
+    else:
+        groups = {}
+        for a, b in ranges:
+            groups.setdefault(_aligned_bits(a, b), []).append((a, b))
+    parts = [f"{shift_sql(dialect, key, n)} IN "
+             f"({', '.join(str(i) for a, b in rs for i in range(a >> n, (b >> n) + 1))})"
+             for n, rs in sorted(groups.items())]
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+HASHED_BLOCKS_PER_LIST = 10_000     # Snowflake: at most 16,384 expressions in a list (docs/SNOWFLAKE.md)
 
 
 def hashed_key_sql(dialect: str, key_text: str, to_utf8: bool = False) -> str:
@@ -3591,10 +3635,11 @@ class Reconciler:
         src: dict = {}
         tgt: dict = {}
         for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
+            hashed = self.src_label is not None
             s, t = self._both(range_fingerprints_sql(self.source.engine, self.src_table, self.src_key, self.src_hash,
-                                                     origin, width, part, self.bound),
+                                                     origin, width, part, self.bound, hashed),
                               range_fingerprints_sql("snowflake", self.target, self.tgt_key, self.tgt_hash, origin,
-                                                     width, part, self.tgt_where))
+                                                     width, part, self.tgt_where, hashed))
             for into, rows in ((src, ((r["b"], r["n"], r["h"]) for r in s)), (tgt, t)):
                 for b, n, h in rows:        # a bucket cut by two statements' ranges adds up
                     had = into.get(int(b), (0, 0))
@@ -3606,9 +3651,10 @@ class Reconciler:
         src: dict = {}
         tgt: dict = {}
         for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
-            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound, self.src_label),
+            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound, self.src_label,
+                                             self.source.engine),
                               key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where,
-                                             self.tgt_label))
+                                             self.tgt_label, "snowflake"))
             if self.src_label is None:
                 src.update({int(r["k"]): r["rh"] for r in s})
                 tgt.update({int(k): h for k, h in t})

@@ -4,6 +4,7 @@ column order) instead of its own information_schema query."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import sqlglot
@@ -94,8 +95,8 @@ def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
         for sql in (g.range_fingerprints_sql(dialect, table, key, "'h'", 0, 2 ** 48, ranges, where),
                     g.key_hashes_sql(table, key, "'h'", ranges, where, label)):
             sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
-    assert g.key_hashes_sql("t", "k", "h", [(1, 2)], None, "kt") == (
-        "SELECT k AS k, h AS rh, kt AS kt FROM t WHERE k >= 1 AND k <= 2")
+    assert g.key_hashes_sql("t", "k", "h", [(4, 7), (16, 31)], "w", "kt", "postgres") == (
+        "SELECT k AS k, h AS rh, kt AS kt FROM t WHERE (k >> 2) IN (1, 4, 5, 6, 7) AND (w)")
     assert planned(cfg(primary_key="updated_at")).src_label is not None
     assert planned(cfg()).src_label is None and planned(cfg()).src_key == '"ID"'
     with pytest.raises(g.EtlError, match=r"VERIFY compares rows by their primary_key, and \['id'\] is not among the "
@@ -129,3 +130,36 @@ def test_a_column_missing_in_the_target_is_named():
     with pytest.raises(g.EtlError, match=r"^s\.t: VERIFY cannot compare this table \(its load committed\): "
                                          r"column note is not in RAW\.T\. Leave the column out"):
         planned(cfg(), target={k: v for k, v in TARGET.items() if k != "NOTE"})
+
+
+def test_a_hashed_key_is_computed_once_per_block_size_and_its_blocks_are_exactly_the_ranges():
+    """The ranges VERIFY asks for (unions of aligned power-of-two buckets, of one or two levels) as
+    (key >> n) IN (...): the key appears once per block size, never once per range, and a key is in the
+    blocks exactly when it is in a range. The whole span needs no condition; buckets are key >> n."""
+    import random
+    rng = random.Random(7)
+    lo, hi = g.HASHED_KEY_SPAN
+    for _ in range(200):
+        bits = rng.randrange(0, 48)
+        starts = sorted(rng.sample(range(4096), rng.randint(1, 40)))
+        ranges = g.merged([(i << bits, ((i + 1) << bits) - 1) for i in starts])
+        if rng.random() < 0.3:       # leaves of a finer level beside them
+            fine = bits - 4 if bits >= 4 else 0
+            ranges = g.merged(ranges + [((4200 << bits) + (j << fine), (4200 << bits) + ((j + 1) << fine) - 1)
+                                        for j in range(3)])
+        sql = g.hashed_ranges_sql("postgres", "k", ranges)
+        assert sql.count("k >>") == 1
+        blocks = [(int(n), [int(i) for i in ids.split(", ")])
+                  for n, ids in re.findall(r"\(k >> (\d+)\) IN \(([^)]*)\)", sql)]
+        for k in [a for a, _ in ranges] + [b for _, b in ranges] + [b + 1 for _, b in ranges] + \
+                 [a - 1 for a, _ in ranges if a] + [rng.randrange(hi) for _ in range(20)]:
+            inside = any(a <= k <= b for a, b in ranges)
+            assert inside == any((k >> n) in ids for n, ids in blocks), (ranges, k)
+    assert g.hashed_ranges_sql("snowflake", "k", [g.HASHED_KEY_SPAN]) is None
+    many = [(0, 2 ** 40 - 1), (2 ** 50, 2 ** 50)]     # a list of 2^40 blocks: one list per size instead
+    assert g.hashed_ranges_sql("postgres", "k", many) == "((k >> 0) IN (1125899906842624) OR (k >> 40) IN (0))"
+    sql = g.range_fingerprints_sql("snowflake", "t", "k", "h", 0, 2 ** 44, [(0, 2 ** 48 - 1)], None, True)
+    assert sql.startswith("SELECT BITSHIFTRIGHT(k, 44) AS b,") and "WHERE BITSHIFTRIGHT(k, 48) IN (0)" in sql
+    sqlglot.parse_one(sql, read="snowflake", error_level=ErrorLevel.RAISE)
+    full = g.range_fingerprints_sql("postgres", "t", "k", "h", 0, 2 ** 48, [g.HASHED_KEY_SPAN], None, True)
+    assert " WHERE " not in full and full.startswith("SELECT (k >> 48) AS b,")
