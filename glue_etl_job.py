@@ -2217,6 +2217,62 @@ def differing_ranges(lo: int, hi: int, fingerprints: Fingerprints, buckets: int 
     return sorted(leaves), rows, calls
 
 
+@dataclass(frozen=True)
+class VerifyPlan:
+    """What VERIFY computes on each side (``verify_plan``): the row hash, the key it bisects - the column
+    itself for one integer column, else ``hashed_key_sql`` of the key's text (the labels, by which the
+    leaves are compared) - or the problems that keep it from comparing the table."""
+
+    problems: tuple[str, ...] = ()
+    src_hash: str = ""
+    tgt_hash: str = ""
+    src_key: str = ""
+    tgt_key: str = ""
+    src_label: str | None = None
+    tgt_label: str | None = None
+
+
+def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn],
+                target_cols: Mapping[str, str]) -> VerifyPlan:
+    """VERIFY's SQL for a table, from its source columns' facts (in column order) and its target's types."""
+    wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
+    problems, src, tgt, canon = [], [], [], {}
+    for c in facts.values():
+        name = c.name
+        if wanted is not None and name.lower() not in wanted:
+            continue
+        ttype = target_cols.get(name.upper())
+        if ttype is None:
+            problems.append(f"column {name} is not in {cfg.target}")
+            continue
+        kind, why = canon_kind(engine, c.type, c.column_type, ttype)
+        if kind is None:
+            problems.append(f"column {name}: {why}")
+            continue
+        scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
+        canon[name.lower()] = (kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
+                                                   c.scale if kind == "decimal" else None),
+                               canonical_sql("snowflake", kind, qi(name.upper()), scale))
+        src.append(canon[name.lower()][:2])
+        tgt.append(canon[name.lower()][::2])
+    left_out = [k for k in cfg.primary_key if k.lower() not in canon]
+    if left_out and not problems:
+        problems.append(f"VERIFY compares rows by their primary_key, and {left_out} is not among the columns "
+                        f"compared: add it to 'columns'")
+    if problems:
+        return VerifyPlan(tuple(problems))
+    to_utf8 = engine == "postgres" and any(c.charset not in PG_UTF8_ENCODINGS | {None} for c in facts.values())
+    hashes = row_hash_sql(engine, src, to_utf8), row_hash_sql("snowflake", tgt)
+    pk = [k.lower() for k in cfg.primary_key]
+    if len(pk) == 1 and canon[pk[0]][0] == "int":
+        name = facts[pk[0]].name
+        return VerifyPlan((), *hashes, source_quote(engine, name), qi(name.upper()))
+    keys = [canon[k] for k in pk]       # any other key (several columns, text, dates ...): by its hash
+    labels = row_text_sql(engine, [k[:2] for k in keys], to_utf8), row_text_sql("snowflake", [k[::2] for k in keys])
+    return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),
+                      *labels)
+
+
 @dataclass
 class Drift:
     """What VERIFY found: keys missing in the target, extra there, or holding a different row."""
@@ -3567,48 +3623,14 @@ class Reconciler:
             self.tgt_where = f"{qi(DELETED_AT)} IS NULL"     # a soft-deleted row stays, marked: not drift
 
     def _plan(self) -> None:
-        cfg, engine = self.cfg, self.source.engine
-        wanted = {c.lower() for c in cfg.columns} if cfg.columns else None
-        problems, src, tgt, canon = [], [], [], {}
-        for c in self.facts.values():
-            name = c.name
-            if wanted is not None and name.lower() not in wanted:
-                continue
-            ttype = self.target_cols.get(name.upper())
-            if ttype is None:
-                problems.append(f"column {name} is not in {cfg.target}")
-                continue
-            kind, why = canon_kind(engine, c.type, c.column_type, ttype)
-            if kind is None:
-                problems.append(f"column {name}: {why}")
-                continue
-            scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
-            canon[name.lower()] = (kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
-                                                       c.scale if kind == "decimal" else None),
-                                   canonical_sql("snowflake", kind, qi(name.upper()), scale))
-            src.append(canon[name.lower()][:2])
-            tgt.append(canon[name.lower()][::2])
-        pk = [k.lower() for k in cfg.primary_key]
-        left_out = [k for k in cfg.primary_key if k.lower() not in canon]
-        if left_out and not problems:
-            problems.append(f"VERIFY compares rows by their primary_key, and {left_out} is not among the columns "
-                            f"compared: add it to 'columns'")
-        if problems:
+        p = verify_plan(self.source.engine, self.cfg, self.facts, self.target_cols)
+        if p.problems:
             stands = "its load committed" if self.loaded else "nothing was loaded: --LOAD false"
-            raise EtlError(f"{cfg.key}: VERIFY cannot compare this table ({stands}): "
-                           f"{'; '.join(problems)}. Leave the column "
+            raise EtlError(f"{self.cfg.key}: VERIFY cannot compare this table ({stands}): "
+                           f"{'; '.join(p.problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
-        to_utf8 = engine == "postgres" and any(c.charset not in PG_UTF8_ENCODINGS | {None} for c in self.facts.values())
-        self.src_hash, self.tgt_hash = row_hash_sql(engine, src, to_utf8), row_hash_sql("snowflake", tgt)
-        if len(pk) == 1 and canon[pk[0]][0] == "int":
-            name = self.facts[pk[0]].name
-            self.src_key, self.tgt_key = source_quote(engine, name), qi(name.upper())
-        else:       # any other key (several columns, text, dates, ...): bisected by its hash (README "VERIFY")
-            keys = [canon[k] for k in pk]
-            self.src_label = row_text_sql(engine, [k[:2] for k in keys], to_utf8)
-            self.tgt_label = row_text_sql("snowflake", [k[::2] for k in keys])
-            self.src_key = hashed_key_sql(engine, self.src_label, to_utf8)
-            self.tgt_key = hashed_key_sql("snowflake", self.tgt_label)
+        self.src_hash, self.tgt_hash, self.src_key, self.tgt_key = p.src_hash, p.tgt_hash, p.src_key, p.tgt_key
+        self.src_label, self.tgt_label = p.src_label, p.tgt_label
         self.bound = self._bound()
 
     def _bound(self) -> str | None:
