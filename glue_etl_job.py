@@ -2078,9 +2078,10 @@ def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where
 
 
 def _where(dialect: str, key: str, ranges: KeyRanges, where: str | None, hashed: bool) -> str:
-    conds = [hashed_ranges_sql(dialect, key, ranges) if hashed else ranges_sql(key, ranges), where]
-    conds = [c for c in conds if c]
-    return " WHERE " + " AND ".join(conds if len(conds) == 1 else [conds[0], f"({conds[1]})"]) if conds else ""
+    """' WHERE' the key is in ``ranges`` and ``where`` holds; '' when neither limits the rows."""
+    cond = hashed_ranges_sql(dialect, key, ranges) if hashed else ranges_sql(key, ranges)
+    parts = [p for p in (cond, f"({where})" if where else None) if p]
+    return f" WHERE {' AND '.join(parts)}" if parts else ""
 
 
 HASHED_KEY_BITS = 4 * HASH_HEX_DIGITS
@@ -3724,7 +3725,6 @@ class Reconciler:
         if len(shown) > VERIFY_LOG_KEYS:
             self.log.warning("step=%s more_keys_not_logged=%d", what, len(shown) - VERIFY_LOG_KEYS)
         return drift
-
 
     def _changed_after_bound(self, keys: Sequence[Any]) -> set:
         """Those of ``keys`` whose source row changed after the committed watermark (``bound``)."""
