@@ -48,9 +48,10 @@ deletes           INCREMENTAL/UPSERT only: what a row deleted at the source does
                   (TIMESTAMP_TZ, added to the target) stamped; a key read again is live again.
                   Found by comparing key sets by key range (README "Deletes"); needs a one-column
                   integer primary_key. Applied in the load's transaction, counted as RowsDeleted.
-max_delete_fraction  the guard of 'deletes' (default 0.1): a run that would delete more than this
-                  share of the target's rows fails before anything is written (an empty or partial
-                  source read never wipes a target). Raise it (up to 1.0) for a run that purges.
+max_delete_fraction  the guard of 'deletes' and of REPAIR (default 0.1): a run that would delete
+                  more than this share of the target's rows fails before anything is written (an
+                  empty or partial source read never wipes a target). Raise it (up to 1.0) for a
+                  run that purges.
 transform         a function defined in this file that takes and returns a Spark DataFrame;
                   it runs after the read and before staging (e.g. derive or rename columns).
                   It sees typed values, so PostgreSQL numeric, date and timestamp columns are

@@ -253,9 +253,7 @@ def _delete_problems(where: str, entry: Mapping[str, Any], mode: str | None, pk:
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 1:
         problems.append(f"{where}: 'max_delete_fraction' must be a number > 0 and <= 1 (the share of the "
                         f"target's rows one run may delete), got {fraction!r}")
-    if "max_delete_fraction" in entry and policy == "ignore":
-        problems.append(f"{where}: 'max_delete_fraction' has no effect while 'deletes' is 'ignore'; "
-                        f"set 'deletes' to 'delete' or 'soft', or remove it")
+    # max_delete_fraction applies without 'deletes' too: REPAIR (--REPAIR true, any table) deletes extra keys
     if policy in ("ignore", None) or policy not in DELETE_POLICIES:
         return problems
     ops = entry.get("operations")
@@ -1152,14 +1150,35 @@ def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
 # TIMESTAMP_TZ: an instant that reads the same whatever the reader's session TIMEZONE (docs/SNOWFLAKE.md).
 DELETED_AT = "_DELETED_AT"
 DELETED_AT_TYPE = "TIMESTAMP_TZ(6)"
-DELETE_BATCH = 10_000        # keys per DELETE/UPDATE: integer literals, far below Snowflake's 1 MB statement text
+DELETE_BATCH = 10_000        # keys per DELETE/UPDATE, within Snowflake's 16,384 expressions in a list
+DELETE_BATCH_CHARS = 500_000  # and their literals' text, within its 1 MB statement text (docs/SNOWFLAKE.md)
 
 
-def delete_statements(target: str, key: str, keys: Sequence[int], soft: bool) -> list[tuple[str, str]]:
-    """(kind "deleted", sql) removing (soft: stamping DELETED_AT on the live rows of) ``keys`` of column ``key``."""
+def key_literal(key: int | str) -> str:
+    """A key as VERIFY names it, as a Snowflake literal: an integer key's number, a hashed key's text."""
+    return str(int(key)) if isinstance(key, int) else sql_str(key)
+
+
+def key_lists(keys: Sequence[int | str]) -> Iterator[str]:
+    """The keys' literals, comma-separated, in batches of at most DELETE_BATCH keys and DELETE_BATCH_CHARS."""
+    batch: list[str] = []
+    size = 0
+    for lit in map(key_literal, keys):
+        if batch and (len(batch) == DELETE_BATCH or size + len(lit) > DELETE_BATCH_CHARS):
+            yield ", ".join(batch)
+            batch, size = [], 0
+        batch.append(lit)
+        size += len(lit) + 2
+    if batch:
+        yield ", ".join(batch)
+
+
+def delete_statements(target: str, key: str, keys: Sequence[int | str], soft: bool) -> list[tuple[str, str]]:
+    """(kind "deleted", sql) removing (soft: stamping DELETED_AT on the live rows of) the rows whose ``key``
+    (an SQL expression over the target: the key column, or a hashed key's text) is one of ``keys``."""
     out = []
-    for i in range(0, len(keys), DELETE_BATCH):
-        chosen = f"{qi(key)} IN ({', '.join(str(int(k)) for k in keys[i:i + DELETE_BATCH])})"
+    for listed in key_lists(keys):
+        chosen = f"{key} IN ({listed})"
         out.append(("deleted", f"UPDATE {target} SET {qi(DELETED_AT)} = CURRENT_TIMESTAMP() WHERE {chosen} "
                                f"AND {qi(DELETED_AT)} IS NULL" if soft else f"DELETE FROM {target} WHERE {chosen}"))
     return out
@@ -2231,6 +2250,7 @@ class VerifyPlan:
     tgt_key: str = ""
     src_label: str | None = None
     tgt_label: str | None = None
+    stage_label: str | None = None      # the target's label over a staging table of its rows (aliased s)
 
 
 def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn],
@@ -2253,9 +2273,10 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
         scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
         canon[name.lower()] = (kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
                                                    c.scale if kind == "decimal" else None),
-                               canonical_sql("snowflake", kind, qi(name.upper()), scale))
+                               canonical_sql("snowflake", kind, qi(name.upper()), scale),
+                               canonical_sql("snowflake", kind, Column(name, name.upper(), ttype).load_expr, scale))
         src.append(canon[name.lower()][:2])
-        tgt.append(canon[name.lower()][::2])
+        tgt.append(canon[name.lower()][:3:2])
     left_out = [k for k in cfg.primary_key if k.lower() not in canon]
     if left_out and not problems:
         problems.append(f"VERIFY compares rows by their primary_key, and {left_out} is not among the columns "
@@ -2269,7 +2290,8 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
         name = facts[pk[0]].name
         return VerifyPlan((), *hashes, source_quote(engine, name), qi(name.upper()))
     keys = [canon[k] for k in pk]       # any other key (several columns, text, dates ...): by its hash
-    labels = row_text_sql(engine, [k[:2] for k in keys], to_utf8), row_text_sql("snowflake", [k[::2] for k in keys])
+    labels = (row_text_sql(engine, [k[:2] for k in keys], to_utf8),
+              row_text_sql("snowflake", [k[:3:2] for k in keys]), row_text_sql("snowflake", [k[::3] for k in keys]))
     return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),
                       *labels)
 
@@ -2328,7 +2350,7 @@ class Repaired:
     remaining: Drift | None = None
 
 
-def repair_keys(drift: Drift) -> list[int]:
+def repair_keys(drift: Drift) -> list:
     """Every key to read again from the source: the extra ones too (the source may have them back)."""
     return sorted({*drift.missing, *drift.different, *drift.extra})
 
@@ -2344,15 +2366,16 @@ def repair_problem(table: str, target: str, drift: Drift, target_rows: int, frac
     return f"REPAIR: {problem}" if problem else None
 
 
-def repair_statements(target: str, stage: str, cols: Sequence[Column], key: str, extra: Sequence[int],
-                      soft: bool) -> list[tuple[str, str]]:
-    """The repair transaction's statements: the ``extra`` keys the re-read did not bring back are deleted
-    (soft: stamped), then the rows read are MERGEd (``merge_sql``: only differing rows are rewritten)."""
-    # NOT IN is safe here: the stage holds no NULL key, since the re-read selects rows by key IN (...)
-    kept = f"SELECT {qi(key)} FROM {stage}"
-    deletes = [(kind, f"{sql} AND {qi(key)} NOT IN ({kept})")
-               for kind, sql in delete_statements(target, key, extra, soft)]
-    return deletes + [("merge", merge_sql(target, stage, cols, [key], None, soft))]
+def repair_statements(target: str, stage: str, cols: Sequence[Column], pk: Sequence[str], key: str,
+                      stage_key: str, extra: Sequence[int | str], soft: bool) -> list[tuple[str, str]]:
+    """The repair transaction's statements: the ``extra`` keys that the re-read did not bring back are
+    deleted (soft: stamped), then the rows read are MERGEd by the ``pk`` columns (``merge_sql``: only
+    differing rows are rewritten). ``key`` names a row's key over the target (the key column, or a hashed
+    key's text: ``delete_statements``), ``stage_key`` the same over the staging table, aliased s."""
+    # NOT IN is safe here: the stage holds no NULL key, since the re-read selects rows by their key
+    kept = f"{key} NOT IN (SELECT {stage_key} FROM {stage} s)"
+    deletes = [(kind, f"{sql} AND {kept}") for kind, sql in delete_statements(target, key, extra, soft)]
+    return deletes + [("merge", merge_sql(target, stage, cols, pk, None, soft))]
 
 
 def repair_summary(r: Repaired) -> str:
@@ -2598,13 +2621,6 @@ class TablePlan:
         return "\n".join(lines)
 
 
-def integer_key(engine: str, cfg: TableConfig, columns: Mapping[str, SourceColumn]) -> bool:
-    """The table is keyed by one integer column, numeric(p,0) included (what REPAIR needs)."""
-    col = columns.get(cfg.primary_key[0].lower()) if len(cfg.primary_key) == 1 else None
-    kind = CANON_KINDS.get(engine, {}).get(col.type) if col is not None else None
-    return kind == "int" or (kind == "decimal" and col.scale == 0)
-
-
 def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, verify: bool = False,
                repair: bool = False) -> TablePlan:
     """The read half of a table's plan; raises EtlError (nothing written yet) for a value or a NULL
@@ -2624,10 +2640,6 @@ def plan_table(cfg: TableConfig, facts: TableFacts, cores: int, target: str, ver
     problems = value_problems(stats, types.checks)
     if problems:
         raise EtlError(f"{cfg.key}: nothing was loaded: " + "; ".join(problems))
-    if repair and not integer_key(engine, cfg, facts.columns):
-        raise EtlError(f"{cfg.key}: REPAIR reloads keys by a one-column integer primary_key, and the table's is "
-                       f"{list(cfg.primary_key)}; nothing was loaded. --VERIFY true compares it and names the keys "
-                       f"that differ; a FULL load makes the whole target equal the source")
     rows = int(stats.get("n") or 0)
     sql = _read_sql(cfg, engine, w, types, w.predicate)
     n = partition_count(rows, cores, cfg.num_partitions)
@@ -2645,10 +2657,11 @@ def _read_sql(cfg: TableConfig, engine: str, w: Window, types: TypePlan, predica
                         list(w.selected) if cfg.columns or types.text else None, predicate, types.exprs)
 
 
-def repair_read_sql(plan: TablePlan, cfg: TableConfig, keys: Sequence[int]) -> str:
-    """The source rows of ``keys`` (of the one-column key), read as the load reads its window."""
+def repair_read_sql(plan: TablePlan, cfg: TableConfig, keys: Sequence[int], key: str | None = None) -> str:
+    """The source rows of ``keys``, read as the load reads its window: ``key`` is what they are values of, the
+    one-column integer key by default, else a hashed key (``hashed_key_sql``: the rows of those hashes)."""
     engine, w = plan.facts.engine, plan.window
-    predicate = f"{source_quote(engine, w.pk[0])} IN ({', '.join(str(int(k)) for k in keys)})"
+    predicate = f"{key or source_quote(engine, w.pk[0])} IN ({', '.join(str(int(k)) for k in keys)})"
     if w.ts and cfg.null_timestamps == "exclude":
         predicate += f" AND {source_quote(engine, w.ts)} IS NOT NULL"
     return _read_sql(cfg, engine, w, plan.types, predicate)
@@ -2671,7 +2684,7 @@ def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any
     elif cfg.mode == "FULL":
         statements = [("replace", replace_table_sql(plan.target, stage_table, cols))]
     else:
-        statements = [*(delete_statements(plan.target, deletes.key, deletes.keys, soft) if deletes else []),
+        statements = [*(delete_statements(plan.target, qi(deletes.key), deletes.keys, soft) if deletes else []),
                       *load_statements(cfg.mode, cfg.truncate_before_insert, plan.target, stage_table, cols,
                                        plan.window.key_names, plan.window.order_name, soft)]
     return dataclasses.replace(plan, columns=tuple(cols), ddl=tuple(ddl), statements=tuple(statements),
@@ -3607,7 +3620,8 @@ class Reconciler:
 
     tgt_where: str | None = None       # target rows compared (DeleteDetector: soft-deleted rows are left out)
     src_label: str | None = None       # a hashed key (``hashed_key_sql``): the key's text on each side, by
-    tgt_label: str | None = None       # which the leaves are compared and the keys reported
+    tgt_label: str | None = None       # which the leaves are compared and the keys reported (and REPAIR's
+    stage_label: str | None = None     # over its staging table)
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,
@@ -3631,7 +3645,7 @@ class Reconciler:
                            f"{'; '.join(p.problems)}. Leave the column "
                            f"out with 'columns', or turn 'verify' off for the table")
         self.src_hash, self.tgt_hash, self.src_key, self.tgt_key = p.src_hash, p.tgt_hash, p.src_key, p.tgt_key
-        self.src_label, self.tgt_label = p.src_label, p.tgt_label
+        self.src_label, self.tgt_label, self.stage_label = p.src_label, p.tgt_label, p.stage_label
         self.bound = self._bound()
 
     def _bound(self) -> str | None:
@@ -4099,27 +4113,30 @@ class Repair(Load):
         self.checker = checker
 
     def repair(self, drift: Drift) -> Repaired:
-        t, cfg, plan, wh = self.t, self.cfg, self.plan, self.wh
-        if self.checker.src_label is not None:        # plan_table refuses these first; the loaded types decide
-            raise EtlError(f"{cfg.key}: REPAIR reloads keys by a one-column integer primary_key, and VERIFY compared "
-                           f"{cfg.target} by a hashed key; nothing was changed")
+        t, cfg, plan, wh, checker = self.t, self.cfg, self.plan, self.wh, self.checker
         problem = repair_problem(cfg.key, cfg.target, drift, self.r.target_rows or 0, cfg.max_delete_fraction)
         if problem:
             raise EtlError(problem)
         keys = repair_keys(drift)
         done = Repaired(keys=len(keys))
+        if checker.src_label is None:               # one integer column: the keys themselves
+            sql = repair_read_sql(plan, cfg, keys)
+            target_key, stage_key = qi(plan.window.key_names[0]), f"s.{qi(plan.window.key_names[0])}"
+        else:                                       # a hashed key: the rows of those hashes, deleted by their text
+            sql = repair_read_sql(plan, cfg, sorted({checker.hashed[k] for k in keys}), checker.src_key)
+            target_key, stage_key = checker.tgt_label, checker.stage_label
         staged = StagedFiles(t, self.source.settings.database, "repair/")
         try:
-            files = staged.write(extract(self.source, cfg, plan.facts.columns, repair_read_sql(plan, cfg, keys),
-                                         (), plan.types.text))
+            files = staged.write(extract(self.source, cfg, plan.facts.columns, sql, (), plan.types.text))
             with step(t.log, "repair", keys=len(keys)) as info:
                 wh.execute(create_stage_table_sql(t.stage_table, staged_columns(plan.columns)))
                 read = self._copy(staged.prefix, files) if files else 0
-                soft = cfg.deletes == "soft" and DELETED_AT in self.checker.target_cols
+                soft = cfg.deletes == "soft" and DELETED_AT in checker.target_cols
                 with wh.transaction():
                     self._check_lease(release=False)
                     for kind, sql in repair_statements(plan.target, t.stage_table, plan.columns,
-                                                       plan.window.key_names[0], drift.extra, soft):
+                                                       plan.window.key_names, target_key, stage_key, drift.extra,
+                                                       soft):
                         cur = wh.execute(sql)
                         names, row = [d[0] for d in cur.description or []], cur.fetchone()
                         if kind == "deleted":
@@ -4131,7 +4148,7 @@ class Repair(Load):
             self._drop_stage_table()
             staged.remove()
         with step(t.log, "repair_check") as info:
-            done.remaining = self.checker.recheck()
+            done.remaining = checker.recheck()
             info.update(mismatched=done.remaining.count)
         return done
 

@@ -61,9 +61,9 @@ def test_every_problem_of_the_settings_is_reported_at_once():
             "a.composite: 'deletes' compares key sets by a one-column integer primary_key, and the table has "
             "['a', 'b']; set 'deletes' to 'ignore'",
             "a.keyless: 'deletes' compares key sets by a one-column integer primary_key, and the table has none",
-            "a.useless: 'max_delete_fraction' has no effect while 'deletes' is 'ignore'",
             "a.flag: 'max_delete_fraction' must be a number > 0 and <= 1"):
         assert expected in text, (expected, text)
+    assert "a.useless" not in text        # without 'deletes' it is REPAIR's guard (--REPAIR true)
 
 
 # ----- SQL ------------------------------------------------------------------------------
@@ -86,16 +86,23 @@ def test_key_fingerprint_statements_parse(dialect):
 
 def test_delete_statements_parse_and_batch():
     keys = list(range(1, 2 * g.DELETE_BATCH + 2))
-    hard = g.delete_statements(TARGET, "ID", keys, soft=False)
+    hard = g.delete_statements(TARGET, '"ID"', keys, soft=False)
     assert [k for k, _ in hard] == ["deleted"] * 3
     trees = [snowflake(sql) for _, sql in hard]
     assert all(isinstance(t, exp.Delete) for t in trees)
     listed = [int(n.this) for t in trees for n in t.find(exp.In).expressions]
     assert listed == keys                                    # every key once, in order, as integer literals
-    (kind, soft), = g.delete_statements(TARGET, "ID", [3, 1], soft=True)
+    (kind, soft), = g.delete_statements(TARGET, '"ID"', [3, 1], soft=True)
     tree = snowflake(soft)
     assert isinstance(tree, exp.Update) and '"_DELETED_AT" IS NULL' in soft and "CURRENT_TIMESTAMP()" in soft
-    assert g.delete_statements(TARGET, "ID", [], soft=True) == []
+    assert g.delete_statements(TARGET, '"ID"', [], soft=True) == []
+    # A hashed key's texts: string literals, batched by their text's size as well as by their number
+    texts = [f"{i}:" + "x" * 1000 for i in range(1200)]
+    label = "K_TEXT"
+    by_size = g.delete_statements(TARGET, label, texts, soft=False)
+    assert len(by_size) == 3 and all(len(sql) < g.DELETE_BATCH_CHARS + 200 for _, sql in by_size)
+    listed = [s.this for _, sql in by_size for s in snowflake(sql).find(exp.In).expressions]
+    assert listed == texts
     snowflake(g.add_column_sql(TARGET, g.Column(g.DELETED_AT, g.DELETED_AT, g.DELETED_AT_TYPE)))
 
 

@@ -107,6 +107,22 @@ def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
     assert "CONVERT_TO(" in planned(cfg(primary_key=["id", "note"]), facts=latin1).src_key
 
 
+def test_repair_names_a_hashed_key_over_its_staging_table_as_over_the_target():
+    """REPAIR keeps the extra keys its re-read brought back by the key's text over the staged rows (s), where
+    a BINARY key is hex text (``Column.stage_type``): its text there decodes it first, so both texts agree."""
+    r = planned(cfg(primary_key=["id", "note"]))
+    assert r.stage_label == r.tgt_label.replace('"ID"', 's."ID"').replace('"NOTE"', 's."NOTE"')
+    facts = {**FACTS, "b": g.SourceColumn("b", "bytea")}
+    r = planned(cfg(primary_key=["id", "b"]), facts=facts, target={**TARGET, "B": "BINARY"})
+    assert r.tgt_label == g.row_text_sql("snowflake", [(k, g.canonical_sql("snowflake", k, f'"{n}"'))
+                                                       for k, n in (("int", "ID"), ("binary", "B"))])
+    assert r.stage_label == g.row_text_sql("snowflake", [("int", g.canonical_sql("snowflake", "int", 's."ID"')),
+                                                         ("binary", g.canonical_sql("snowflake", "binary",
+                                                                                    "TO_BINARY(s.\"B\", 'HEX')"))])
+    sqlglot.parse_one(f"SELECT {r.stage_label} FROM t s", read="snowflake", error_level=ErrorLevel.RAISE)
+    assert planned(cfg()).stage_label is None
+
+
 def test_a_decimal_at_another_scale_than_its_column_is_compared_digit_by_digit():
     """numeric(12,2)::text is '1.50'; at the target's scale 4 the canonical text is '1.5000', so only a column
     at the target's own scale is compared as its output text. A numeric without a scale never is."""

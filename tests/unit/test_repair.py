@@ -4,7 +4,6 @@ tests/e2e/test_repair.py."""
 
 from __future__ import annotations
 
-import pytest
 import sqlglot
 from awsglue.utils import getResolvedOptions
 from sqlglot import exp
@@ -60,26 +59,24 @@ def test_the_plan_says_it_repairs():
     assert g.plan_table(cfg(), facts(), cores=2, target=TARGET, verify=True).repair is False
 
 
-def test_repair_refuses_a_table_without_a_one_column_integer_key_before_anything_is_loaded():
-    """VERIFY compares any key (hashed); REPAIR reads keys again by a one-column integer key only."""
+def test_any_key_is_repaired_and_a_hashed_key_is_read_by_its_hashes():
+    """A key that is not one integer column is read again by the hashed key VERIFY bisected it by."""
     for key in (["ID", "AMOUNT"], ["UPDATED_AT"]):
-        with pytest.raises(g.EtlError) as e:
-            g.plan_table(cfg(primary_key=key), facts(), cores=2, target=TARGET, repair=True)
-        assert str(e.value) == (
-            f"sales.orders: REPAIR reloads keys by a one-column integer primary_key, and the table's is {key}; "
-            "nothing was loaded. --VERIFY true compares it and names the keys that differ; a FULL load makes the "
-            "whole target equal the source")
-        assert g.plan_table(cfg(primary_key=key), facts(), cores=2, target=TARGET, verify=True).verify
-    whole = g.source_columns([{"name": "id", "type": "numeric", "num_precision": 20, "num_scale": 0}])
-    assert g.integer_key("postgres", cfg(), whole) and g.integer_key("postgres", cfg(), FACTS_INT)
+        plan = g.plan_table(cfg(primary_key=key), facts(), cores=2, target=TARGET, repair=True)
+        assert (plan.verify, plan.repair) == (True, True)
+    plan = g.plan_table(cfg(primary_key=["ID", "AMOUNT"]), facts(), cores=2, target=TARGET, repair=True)
+    hashed = g.hashed_key_sql("postgres", "'k'")
+    sql = g.repair_read_sql(plan, cfg(primary_key=["ID", "AMOUNT"]), [5, 2**59], hashed)
+    assert sql == f'SELECT "id", "amount", "updated_at" FROM "sales"."orders" WHERE {hashed} IN (5, {2**59})'
+    sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
 
 
-FACTS_INT = g.source_columns([{"name": "id", "type": "bigint"}])
 
 
 def test_every_differing_key_is_read_again_extra_ones_too():
     drift = g.Drift(missing=[7, 3], extra=[40], different=[5, 3])
     assert g.repair_keys(drift) == [3, 5, 7, 40]
+    assert g.repair_keys(g.Drift(missing=["2:eu|7"], extra=["0:"], different=["2:eu|7"])) == ["0:", "2:eu|7"]
 
 
 def test_the_read_is_the_loads_read_of_those_keys():
@@ -115,18 +112,31 @@ def columns():
 
 
 def test_the_repair_transaction_deletes_extra_keys_not_read_back_then_merges():
-    stmts = g.repair_statements(TARGET, STAGE, columns(), "ID", [40, 41], soft=False)
+    stmts = g.repair_statements(TARGET, STAGE, columns(), ["ID"], '"ID"', 's."ID"', [40, 41], soft=False)
     assert [k for k, _ in stmts] == ["deleted", "merge"]
-    assert stmts[0][1] == (f'DELETE FROM {TARGET} WHERE "ID" IN (40, 41) AND "ID" NOT IN (SELECT "ID" FROM {STAGE})')
+    assert stmts[0][1] == (f'DELETE FROM {TARGET} WHERE "ID" IN (40, 41) AND "ID" NOT IN (SELECT s."ID" FROM '
+                           f'{STAGE} s)')
     assert stmts[1][1] == g.merge_sql(TARGET, STAGE, columns(), ["ID"], None)
-    soft = g.repair_statements(TARGET, STAGE, columns(), "ID", [40], soft=True)
+    soft = g.repair_statements(TARGET, STAGE, columns(), ["ID"], '"ID"', 's."ID"', [40], soft=True)
     assert soft[0][1] == (f'UPDATE {TARGET} SET "_DELETED_AT" = CURRENT_TIMESTAMP() WHERE "ID" IN (40) AND '
-                          f'"_DELETED_AT" IS NULL AND "ID" NOT IN (SELECT "ID" FROM {STAGE})')
+                          f'"_DELETED_AT" IS NULL AND "ID" NOT IN (SELECT s."ID" FROM {STAGE} s)')
     assert '"_DELETED_AT" = NULL' in soft[1][1]         # a key the source has again is live again
-    assert [k for k, _ in g.repair_statements(TARGET, STAGE, columns(), "ID", [], soft=False)] == ["merge"]
-    for _, sql in stmts + soft:
+    none = g.repair_statements(TARGET, STAGE, columns(), ["ID"], '"ID"', 's."ID"', [], soft=False)
+    assert [k for k, _ in none] == ["merge"]
+    # A hashed key: the extra keys by their text (quotes and backslashes are data), kept by that text of the
+    # stage's rows (one item in NOT IN's SELECT list, as Snowflake's subquery operators take it)
+    label = g.row_text_sql("snowflake", [("int", 'TO_VARCHAR("ID")'), ("decimal", 'TO_VARCHAR("AMOUNT")')])
+    staged = label.replace('"ID"', 's."ID"').replace('"AMOUNT"', 's."AMOUNT"')
+    both = g.repair_statements(TARGET, STAGE, columns(), ["ID", "AMOUNT"], label, staged, ["1|2.50", "it's\\"],
+                               soft=False)
+    assert both[0][1] == (f"DELETE FROM {TARGET} WHERE {label} IN ('1|2.50', 'it''s\\\\') AND "
+                          f"{label} NOT IN (SELECT {staged} FROM {STAGE} s)")
+    assert both[1][1] == g.merge_sql(TARGET, STAGE, columns(), ["ID", "AMOUNT"], None)
+    for _, sql in stmts + soft + both:
         tree = sqlglot.parse_one(sql, read="snowflake", error_level=ErrorLevel.RAISE)
         assert isinstance(tree, (exp.Delete, exp.Update, exp.Merge))
+    literal = sqlglot.parse_one(both[0][1], read="snowflake").find(exp.In).expressions[1]
+    assert literal.this == "it's\\"           # read back as Snowflake reads it: the key's own text
 
 
 def test_the_summary_reports_what_repair_did():
