@@ -262,10 +262,10 @@ def _delete_problems(where: str, entry: Mapping[str, Any], mode: str | None, pk:
         problems.append(f"{where}: 'deletes' applies to INCREMENTAL and UPSERT (a mode that merges); "
                         f"{mode}{' with truncate_before_insert' if replaces else ''} replaces the target and "
                         f"sees deletes already - remove 'deletes'")
-    if len(pk) != 1:
-        problems.append(f"{where}: 'deletes' compares key sets by a one-column integer primary_key, and the "
-                        f"table has {list(pk) or 'none'}; set 'deletes' to 'ignore' (FULL or TRUNCATE_INSERT "
-                        f"see deletes), or key the table by one integer column")
+    if not pk:
+        problems.append(f"{where}: 'deletes' compares the source's and the target's primary_key values, and the "
+                        f"table has none; set a 'primary_key', or 'deletes' to 'ignore' (FULL or TRUNCATE_INSERT "
+                        f"see deletes)")
     return problems
 
 
@@ -2387,14 +2387,11 @@ def repair_summary(r: Repaired) -> str:
 # ----- deletes: key sets compared by range ------------------------------------------------
 #
 # deletes (README "Deletes") compares the source's and the target's key sets with VERIFY's machinery on a
-# key-only fingerprint: per key bucket (COUNT(*), SUM of the key hash slices), bisected where they differ,
-# keys fetched only for the small differing ranges. Only the target's key range is compared, and a bucket
-# without target keys is never looked into: new source keys (an INCREMENTAL target lags by them) cost nothing.
-
-
-def key_hash_sql(dialect: str, key: str) -> str:
-    """The key-only row hash: ``row_hash_sql`` over the key's canonical text (an integer key)."""
-    return row_hash_sql(dialect, [("int", canonical_sql(dialect, "int", key))])
+# key-only fingerprint (VERIFY's plan of the key columns alone): per key bucket (COUNT(*), SUM of the key hash
+# slices), bisected where they differ, keys fetched only for the small differing ranges. Only the target's key
+# range is compared, and a bucket without target keys is never looked into: new source keys (an INCREMENTAL
+# target lags by them) cost nothing. A hashed key (any other than one integer column) spreads new keys over
+# every bucket, so there the buckets compare the source rows at or before the committed watermark.
 
 
 @dataclass
@@ -2405,7 +2402,7 @@ class Deletes:
     target_rows: int = 0           # the target's (live) rows compared
     ranges_queried: int = 0        # fingerprint queries per side
     leaves: int = 0                # ranges whose keys were fetched
-    key: str = ""                  # the target's key column
+    key: str = ""                  # the keys' expression over the target: the key column, or a hashed key's text
     soft: bool = False             # deletes 'soft': stamp DELETED_AT instead of deleting
     add_column: bool = False       # soft, and the target has no DELETED_AT column yet (DDL before the load)
 
@@ -2426,13 +2423,14 @@ KeySets = Callable[[KeyRanges], tuple[set, set]]
 
 
 def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
-                 guard: Callable[[int, int, bool], None]) -> Deletes:
+                 guard: Callable[[int, int, bool], None], at_least: int | None = None) -> Deletes:
     """The target's keys in lo..hi that the source lacks.
 
     ``fingerprints`` as for ``differing_ranges`` (key-only hashes); ``keys(ranges)`` gives (source keys, target
     keys) in those ranges; ``guard(deletes, target_rows, at_least)`` raises to refuse. The first (whole-range)
     call already bounds the deletes from below (a bucket's target rows beyond its source rows), so an emptied
-    source is refused after one aggregate per side, before any key is fetched.
+    source is refused after one aggregate per side, before any key is fetched. ``at_least``: that bound, from
+    the caller, when the buckets' source rows are not all of the source's (a hashed key: ``DeleteDetector``).
     """
     found = Deletes()
 
@@ -2440,7 +2438,8 @@ def find_deletes(lo: int, hi: int, fingerprints: Fingerprints, keys: KeySets,
         src, tgt = fingerprints(origin, width, ranges)
         if not found.ranges_queried:
             found.target_rows = sum(n for n, _ in tgt.values())
-            guard(sum(max(0, n - src.get(k, (0, 0))[0]) for k, (n, _) in tgt.items()), found.target_rows, True)
+            fewer = sum(max(0, n - src.get(k, (0, 0))[0]) for k, (n, _) in tgt.items())
+            guard(fewer if at_least is None else at_least, found.target_rows, True)
         found.ranges_queried += 1
         return {k: v for k, v in src.items() if k in tgt}, tgt     # no target keys there: no delete there
 
@@ -2684,7 +2683,7 @@ def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any
     elif cfg.mode == "FULL":
         statements = [("replace", replace_table_sql(plan.target, stage_table, cols))]
     else:
-        statements = [*(delete_statements(plan.target, qi(deletes.key), deletes.keys, soft) if deletes else []),
+        statements = [*(delete_statements(plan.target, deletes.key, deletes.keys, soft) if deletes else []),
                       *load_statements(cfg.mode, cfg.truncate_before_insert, plan.target, stage_table, cols,
                                        plan.window.key_names, plan.window.order_name, soft)]
     return dataclasses.replace(plan, columns=tuple(cols), ddl=tuple(ddl), statements=tuple(statements),
@@ -3683,12 +3682,15 @@ class Reconciler:
                     into[int(b)] = (had[0] + int(n), had[1] + int(h or 0))
         return src, tgt
 
-    def _key_rows(self, ranges: KeyRanges, src_value: str, tgt_value: str) -> tuple[dict, dict]:
-        """key -> value of both sides' rows in ``ranges``, VERIFY_RANGES_PER_STATEMENT ranges per statement."""
+    def _key_rows(self, ranges: KeyRanges, src_value: str, tgt_value: str, bounded: bool = True
+                  ) -> tuple[dict, dict]:
+        """key -> value of both sides' rows in ``ranges``, VERIFY_RANGES_PER_STATEMENT ranges per statement;
+        ``bounded``: the source's rows at or before the committed watermark only (``bound``)."""
         src: dict = {}
         tgt: dict = {}
+        where = self.bound if bounded else None
         for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
-            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, self.bound, self.src_label,
+            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, where, self.src_label,
                                              self.source.engine),
                               key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where,
                                              self.tgt_label, "snowflake"))
@@ -3771,39 +3773,53 @@ class DeleteDetector(Reconciler):
         return found
 
     def _plan(self) -> None:
-        cfg, engine = self.cfg, self.source.engine
-        col = self.facts[cfg.primary_key[0].lower()]
-        ttype = self.target_cols.get(col.name.upper())
-        kind = canon_kind(engine, col.type, col.column_type, ttype)[0] if ttype \
-            else CANON_KINDS.get(engine, {}).get(col.type)
-        if kind != "int" and not (ttype is None and kind == "decimal"):
-            raise EtlError(f"{cfg.key}: deletes '{cfg.deletes}' compares key sets by a one-column integer "
-                           f"primary_key, and {col.name} is {col.type}"
-                           + (f" (loaded as {ttype})" if ttype else "") + "; nothing was loaded. Set 'deletes' to "
-                           "'ignore' (FULL or TRUNCATE_INSERT see deletes), or key the table by an integer column")
-        if cfg.deletes == "soft" and any(c.name.upper() == DELETED_AT for c in self.facts.values()):
+        """The key-only fingerprint: VERIFY's plan of the key columns alone (``verify_plan``), so an integer key
+        is bisected by its values and any other by its hash, and the hash is that of the key's text."""
+        cfg = self.cfg
+        p = verify_plan(self.source.engine, dataclasses.replace(cfg, columns=cfg.primary_key), self.facts,
+                        self.target_cols)
+        if p.problems:
+            raise EtlError(f"{cfg.key}: deletes '{cfg.deletes}' compares the source's and the target's keys, and "
+                           f"cannot compare them: {'; '.join(p.problems)}; nothing was loaded. Set 'deletes' to "
+                           f"'ignore' (FULL or TRUNCATE_INSERT see deletes)")
+        self.src_hash, self.tgt_hash, self.src_key, self.tgt_key = p.src_hash, p.tgt_hash, p.src_key, p.tgt_key
+        self.src_label, self.tgt_label = p.src_label, p.tgt_label
+        self.tgt_where = f"{qi(DELETED_AT)} IS NULL" if DELETED_AT in self.target_cols else None
+        # A hashed key scatters the keys the target has not loaded yet over every range: the ranges compare
+        # the source's rows at or before the committed watermark (all of which the target holds), the leaves
+        # all of its keys. An integer key's new keys lie above the target's highest: no bound needed.
+        self.bound = self._bound() if self.src_label is not None else None
+
+    def detect(self) -> Deletes:
+        cfg = self.cfg
+        soft = cfg.deletes == "soft"
+        if soft and any(c.name.upper() == DELETED_AT for c in self.facts.values()):
             raise EtlError(f"{cfg.key}: deletes 'soft' adds a column {DELETED_AT} to {cfg.target}, and the source "
                            f"has a column of that name; nothing was loaded. Leave it out with 'columns', or use "
                            f"deletes 'delete'")
-        self.src_key, self.tgt_key = source_quote(engine, col.name), qi(col.name.upper())
-        self.src_hash, self.tgt_hash = key_hash_sql(engine, self.src_key), key_hash_sql("snowflake", self.tgt_key)
-        self.bound = None
-        self.tgt_where = f"{qi(DELETED_AT)} IS NULL" if DELETED_AT in self.target_cols else None
-
-    def detect(self) -> Deletes:
-        self._plan()
-        soft = self.cfg.deletes == "soft"
         found = Deletes()
-        if self.target_cols:
-            lo, hi = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
-            if lo is not None:
-                found = find_deletes(int(lo), int(hi), self._buckets, self._keys, self._guard)
-        found.key, found.soft = self.cfg.primary_key[0].upper(), soft
+        if self.target_cols:            # none yet: the first load, nothing to delete
+            self._plan()
+            if self.src_label is None:
+                lo, hi = self.wh.rows(key_bounds_sql(self.target, self.tgt_key, self.tgt_where))[0]
+                if lo is not None:
+                    found = find_deletes(int(lo), int(hi), self._buckets, self._keys, self._guard)
+            else:
+                found = find_deletes(*HASHED_KEY_SPAN, self._buckets, self._keys, self._guard, self._fewer_rows())
+        found.key = self.tgt_label or qi(cfg.primary_key[0].upper())
+        found.soft = soft
         found.add_column = soft and DELETED_AT not in self.target_cols
         return found
 
+    def _fewer_rows(self) -> int:
+        """The target's (live) rows beyond the source's, at least that many deletes: a hashed key's ranges hold
+        keys the target has not loaded yet, so their counts bound nothing; the guard's early check is this."""
+        n = self.source.query_one(f"SELECT COUNT(*) AS n FROM {self.src_table}").get("n") or 0
+        where = f" WHERE {self.tgt_where}" if self.tgt_where else ""
+        return max(0, int(self.wh.scalar(f"SELECT COUNT(*) FROM {self.target}{where}")) - int(n))
+
     def _keys(self, ranges: KeyRanges) -> tuple[set, set]:
-        s, t = self._key_rows(ranges, self.src_key, self.tgt_key)
+        s, t = self._key_rows(ranges, self.src_key, self.tgt_key, bounded=False)    # every source key there
         return set(s), set(t)
 
     def _guard(self, deletes: int, target_rows: int, at_least: bool) -> None:

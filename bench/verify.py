@@ -94,6 +94,7 @@ class Drifts:
 
 # ----- the job's summary and log -------------------------------------------------------------------------
 
+# An integer key, or a hashed key's text whose first column is the integer ID ('12|345': ID 12, ACCOUNT_ID 345)
 KEY_LINE = re.compile(r"step=verify (missing_in_target|extra_in_target|different) key=(-?\d+)")
 
 
@@ -150,7 +151,7 @@ def expect_drifts(drifts: Drifts, repair: bool):
 
 
 def sql_kind(sql: str) -> str | None:
-    if " AS rh FROM " in sql:
+    if re.search(r" AS rh(, .* AS kt)? FROM ", sql):      # kt: a hashed key's text
         return "key_hashes"
     if "COUNT(*) AS n" in sql and "GROUP BY" in sql:
         return "fingerprint"

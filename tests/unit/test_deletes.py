@@ -58,12 +58,12 @@ def test_every_problem_of_the_settings_is_reported_at_once():
             "a.full: 'deletes' applies to INCREMENTAL and UPSERT (a mode that merges); FULL replaces",
             "a.truncating: 'deletes' applies to INCREMENTAL and UPSERT (a mode that merges); INCREMENTAL with "
             "truncate_before_insert replaces",
-            "a.composite: 'deletes' compares key sets by a one-column integer primary_key, and the table has "
-            "['a', 'b']; set 'deletes' to 'ignore'",
-            "a.keyless: 'deletes' compares key sets by a one-column integer primary_key, and the table has none",
+            "a.keyless: 'deletes' compares the source's and the target's primary_key values, and the table has "
+            "none; set a 'primary_key', or 'deletes' to 'ignore'",
             "a.flag: 'max_delete_fraction' must be a number > 0 and <= 1"):
         assert expected in text, (expected, text)
     assert "a.useless" not in text        # without 'deletes' it is REPAIR's guard (--REPAIR true)
+    assert "a.composite" not in text      # any key: a composite one by its hash
 
 
 # ----- SQL ------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_key_fingerprint_statements_parse(dialect):
     key = g.qi("ID") if dialect == "snowflake" else g.source_quote(dialect, "id")
     table = TARGET if dialect == "snowflake" else g.source_table_ref(dialect, "sales", "orders")
     where = f'{g.qi(g.DELETED_AT)} IS NULL' if dialect == "snowflake" else None
-    h = g.key_hash_sql(dialect, key)
+    h = g.row_hash_sql(dialect, [("int", g.canonical_sql(dialect, "int", key))])      # the key-only hash
     for sql in (g.range_fingerprints_sql(dialect, table, key, h, 1, 62_500_000, [(1, 10**9)], where),
                 g.key_hashes_sql(table, key, key, [(1, 2000), (3000, 4000)], where),
                 g.key_bounds_sql(table, key, where)):
@@ -243,27 +243,27 @@ def detector(engine: str, rows: list[dict], target_cols: dict, **entry) -> g.Del
 
 
 def test_a_key_the_comparison_does_not_support_is_refused_by_name_before_anything_is_written():
-    text_key = [{"name": "id", "type": "character varying", "ctype": ""}]
-    with pytest.raises(g.EtlError, match=r"s.t: deletes 'delete' compares key sets by a one-column integer "
-                                         r"primary_key, and id is character varying \(loaded as VARCHAR\); "
-                                         r"nothing was loaded. Set 'deletes' to 'ignore'"):
-        detector("postgres", text_key, {"ID": "VARCHAR"})._plan()
-    scaled = [{"name": "id", "type": "decimal", "ctype": "decimal(10,2)"}]
-    with pytest.raises(g.EtlError, match="id is decimal"):
-        detector("mysql", scaled, {"ID": "NUMBER(10,2)"})._plan()
+    gone = [{"name": "id", "type": "integer", "ctype": ""}, {"name": "v", "type": "text", "ctype": ""}]
+    with pytest.raises(g.EtlError, match=r"s.t: deletes 'delete' compares the source's and the target's keys, and "
+                                         r"cannot compare them: column id is not in RAW.ORDERS; nothing was loaded. "
+                                         r"Set 'deletes' to 'ignore'"):
+        detector("postgres", gone, {"V": "VARCHAR"})._plan()
+    retyped = [{"name": "id", "type": "integer", "ctype": ""}]
+    with pytest.raises(g.EtlError, match="column id: source type integer was loaded as VARCHAR"):
+        detector("postgres", retyped, {"ID": "VARCHAR"})._plan()
     clash = [{"name": "id", "type": "integer", "ctype": ""}, {"name": "_deleted_at", "type": "date", "ctype": ""}]
     with pytest.raises(g.EtlError, match="deletes 'soft' adds a column _DELETED_AT to RAW.ORDERS, and the source "
                                          "has a column of that name"):
-        detector("postgres", clash, {}, deletes="soft")._plan()
+        detector("postgres", clash, {}, deletes="soft").detect()       # at the first load already
 
 
 def test_integer_keys_are_compared_and_soft_tables_leave_marked_rows_out():
     d = detector("mysql", [{"name": "Id", "type": "bigint", "ctype": "bigint(20) unsigned"}], {"ID": "NUMBER(20,0)"})
     d._plan()
-    assert (d.src_key, d.tgt_key, d.tgt_where, d.bound) == ("`Id`", '"ID"', None, None)
+    assert (d.src_key, d.tgt_key, d.tgt_where, d.bound, d.src_label) == ("`Id`", '"ID"', None, None, None)
     assert d.src_hash == g.row_hash_sql("mysql", [("int", g.canonical_sql("mysql", "int", "`Id`"))])
-    first = detector("postgres", [{"name": "id", "type": "numeric", "ctype": ""}], {}, deletes="soft")
-    first._plan()                                       # no target yet: numeric(p,0) is accepted
+    first = detector("postgres", [{"name": "id", "type": "numeric", "ctype": ""}], {}, deletes="soft").detect()
+    assert (first.keys, first.ranges_queried, first.key, first.add_column) == ([], 0, '"ID"', True)
     soft = detector("postgres", [{"name": "id", "type": "integer", "ctype": ""}],
                     {"ID": "NUMBER(10,0)", "_DELETED_AT": "TIMESTAMP_TZ(6)"}, deletes="soft")
     soft._plan()
