@@ -46,8 +46,9 @@ verify            True: after each load, compare the target with the source by p
 deletes           INCREMENTAL/UPSERT only: what a row deleted at the source does to the target.
                   "ignore" (default): nothing. "delete": removed. "soft": kept, its _DELETED_AT
                   (TIMESTAMP_TZ, added to the target) stamped; a key read again is live again.
-                  Found by comparing key sets by key range (README "Deletes"); needs a one-column
-                  integer primary_key. Applied in the load's transaction, counted as RowsDeleted.
+                  Found by comparing key sets by key range (README "Deletes"); any primary_key
+                  (one integer column by its values, any other by its hash). Applied in the load's
+                  transaction, counted as RowsDeleted.
 max_delete_fraction  the guard of 'deletes' and of REPAIR (default 0.1): a run that would delete
                   more than this share of the target's rows fails before anything is written (an
                   empty or partial source read never wipes a target). Raise it (up to 1.0) for a

@@ -2088,10 +2088,10 @@ def range_fingerprints_sql(dialect: str, table: str, key: str, row_hash: str, lo
             f"FROM {table}{cond} GROUP BY {bucket}")
 
 
-def key_hashes_sql(table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None,
-                   label: str | None = None, dialect: str = "") -> str:
+def key_hashes_sql(dialect: str, table: str, key: str, row_hash: str, ranges: KeyRanges, where: str | None = None,
+                   label: str | None = None) -> str:
     """Key and row hash of the rows in ``ranges``; ``label``: a hashed key's own text too, as kt (its ranges
-    then tested as ``hashed_ranges_sql`` does, in ``dialect``)."""
+    then tested as ``hashed_ranges_sql`` does)."""
     cond = _where(dialect, key, ranges, where, label is not None)
     return f"SELECT {key} AS k, {row_hash} AS rh{f', {label} AS kt' if label else ''} FROM {table}{cond}"
 
@@ -3690,10 +3690,10 @@ class Reconciler:
         tgt: dict = {}
         where = self.bound if bounded else None
         for part in batches(ranges, VERIFY_RANGES_PER_STATEMENT):
-            s, t = self._both(key_hashes_sql(self.src_table, self.src_key, src_value, part, where, self.src_label,
-                                             self.source.engine),
-                              key_hashes_sql(self.target, self.tgt_key, tgt_value, part, self.tgt_where,
-                                             self.tgt_label, "snowflake"))
+            s, t = self._both(key_hashes_sql(self.source.engine, self.src_table, self.src_key, src_value, part,
+                                             where, self.src_label),
+                              key_hashes_sql("snowflake", self.target, self.tgt_key, tgt_value, part, self.tgt_where,
+                                             self.tgt_label))
             if self.src_label is None:
                 src.update({int(r["k"]): r["rh"] for r in s})
                 tgt.update({int(k): h for k, h in t})

@@ -76,7 +76,7 @@ def test_key_fingerprint_statements_parse(dialect):
     where = f'{g.qi(g.DELETED_AT)} IS NULL' if dialect == "snowflake" else None
     h = g.row_hash_sql(dialect, [("int", g.canonical_sql(dialect, "int", key))])      # the key-only hash
     for sql in (g.range_fingerprints_sql(dialect, table, key, h, 1, 62_500_000, [(1, 10**9)], where),
-                g.key_hashes_sql(table, key, key, [(1, 2000), (3000, 4000)], where),
+                g.key_hashes_sql(dialect, table, key, key, [(1, 2000), (3000, 4000)], where),
                 g.key_bounds_sql(table, key, where)):
         tree = sqlglot.parse_one(sql, read=dialect)
         assert isinstance(tree, exp.Select), sql

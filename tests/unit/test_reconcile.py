@@ -37,8 +37,9 @@ def test_every_canonical_form_and_statement_parses(dialect):
     where = f"{quote(dialect, 'ts')} <= TIMESTAMP '2026-01-01 00:00:00.000000'"
     for sql in (g.range_fingerprints_sql(dialect, table, key, row_hash, -5, 62_500_000_001, [(-5, 10**12)], where),
                 g.range_fingerprints_sql(dialect, table, key, row_hash, -5, 77, [(1, 99), (7, 7), (500, 600)]),
-                g.key_hashes_sql(table, key, row_hash, [(1, 2000)], where), g.key_bounds_sql(table, key, where),
-                g.key_hashes_sql(table, key, row_hash, [(1, 2000), (2500, 2500), (3000, 3100)], where),
+                g.key_hashes_sql(dialect, table, key, row_hash, [(1, 2000)], where),
+                g.key_bounds_sql(table, key, where),
+                g.key_hashes_sql(dialect, table, key, row_hash, [(1, 2000), (2500, 2500), (3000, 3100)], where),
                 f"SELECT {g.hash_slice_sql(dialect, row_hash)}"):
         parses(sql, dialect)
 

@@ -92,10 +92,10 @@ def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
     ranges = [(0, 2 ** 48 - 1), (2 ** 59, 2 ** 59)]
     for dialect, table, key, label, where in (("postgres", '"s"."t"', r.src_key, r.src_label, r.bound),
                                               ("snowflake", "ETL_DB.RAW.T", r.tgt_key, r.tgt_label, None)):
-        for sql in (g.range_fingerprints_sql(dialect, table, key, "'h'", 0, 2 ** 48, ranges, where),
-                    g.key_hashes_sql(table, key, "'h'", ranges, where, label)):
+        for sql in (g.range_fingerprints_sql(dialect, table, key, "'h'", 0, 2 ** 48, ranges, where, hashed=True),
+                    g.key_hashes_sql(dialect, table, key, "'h'", ranges, where, label)):
             sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
-    assert g.key_hashes_sql("t", "k", "h", [(4, 7), (16, 31)], "w", "kt", "postgres") == (
+    assert g.key_hashes_sql("postgres", "t", "k", "h", [(4, 7), (16, 31)], "w", "kt") == (
         "SELECT k AS k, h AS rh, kt AS kt FROM t WHERE (k >> 2) IN (1, 4, 5, 6, 7) AND (w)")
     assert planned(cfg(primary_key="updated_at")).src_label is not None
     assert planned(cfg()).src_label is None and planned(cfg()).src_key == '"ID"'
