@@ -442,8 +442,9 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
     only = '"LOAD"' in JOB.read_text()              # --LOAD false: VERIFY without the load before it
     hashed = ["job VERIFY only hashed key {l}", "job VERIFY+REPAIR hashed key 100 diffs {l}"]
     hashed = [c.format(l=l_label) for c in hashed] if only and repair else []
+    deleting = [f"job INCREMENTAL deletes, none {l_label}", f"job INCREMENTAL deletes, 100 {l_label}"]
     cases = [f"job VERIFY baseline {l_label}", f"job VERIFY {l_label}", diffs_case,
-             *([f"job VERIFY only {l_label}"] if only else []), *hashed]
+             *([f"job VERIFY only {l_label}"] if only else []), *hashed, *deleting]
     if all(b.skip(c) for c in cases):
         return
     cfg = {f"{workload.SCHEMA}.{names['large']}": entry("postgres", name, "INCREMENTAL")}
@@ -482,12 +483,32 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
               args=("--REPAIR" if repair else "--VERIFY", "true"), record_sql=pg,
               before=lambda i: drifts.inject(sf_execute, columns), after=after,
               check=verify.expect_drifts(drifts, repair))
-        if hashed:
+        if hashed and not b.skip(hashed[1]):
             b.job(hashed[1], by_two, large - held, size=l_label, mode="REPAIR", group="verify",
                   args=("--LOAD", "false", "--REPAIR", "true"), record_sql=pg,
                   before=lambda i: drifts.inject(sf_execute, columns), after=after,
                   check=verify.expect_drifts(drifts, repair))
+    deletes_cases(b, cfg, large, l_label, repair and only)
     forget_target(name)
+
+
+def deletes_cases(b: Bench, cfg: dict, large: int, l_label: str, mends: bool) -> None:
+    """``deletes: delete`` on the large table, after a no-delta INCREMENTAL load (as ``job VERIFY baseline``):
+    with nothing deleted (one key-only aggregate per side), and with 100 scattered source rows deleted (found,
+    then deleted in the load's transaction). A REPAIR first puts back what the VERIFY cases left (their held
+    keys, missing in the target once back in the source)."""
+    cases = [f"job INCREMENTAL deletes, none {l_label}", f"job INCREMENTAL deletes, 100 {l_label}"]
+    if all(b.skip(c) for c in cases):
+        return
+    if mends:
+        b.job(f"check REPAIR before deletes {l_label}", cfg, large, size=l_label, mode="REPAIR", group="check",
+              runs=1, args=("--LOAD", "false", "--REPAIR", "true"), check=lambda parsed, rc: None, force=True)
+    with_deletes = {t: {**e, "deletes": "delete"} for t, e in cfg.items()}
+    b.job(cases[0], with_deletes, large, size=l_label, mode="INCREMENTAL", group="verify",
+          check=verify.expect_deleted(0, large))
+    gone = verify.SourceDeletes(next(iter(cfg)).split(".")[1], large)
+    b.job(cases[1], with_deletes, large - gone.n, size=l_label, mode="INCREMENTAL", group="verify", runs=1,
+          before=lambda i: gone.hold(), after=lambda i: gone.restore(), check=verify.expect_deleted(gone.n, large))
 
 
 # ----- machine and versions ----------------------------------------------------------------------------------

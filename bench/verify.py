@@ -92,6 +92,44 @@ class Drifts:
         return None
 
 
+class SourceDeletes:
+    """``deletes: delete`` on the large table: ``n`` scattered source rows moved aside (``<table>_held``) before
+    the run, so it finds and deletes exactly those keys, and put back after it. Keys of another residue than
+    ``Drifts``' (and than the rows the INCREMENTAL case touches)."""
+
+    def __init__(self, source_table: str, rows: int, n: int = 100, seed: int = 11):
+        self.source_table, self.n = source_table, n
+        self.keys = sorted(random.Random(seed).sample(range(33, rows + 1, 100), n))
+
+    def hold(self) -> None:
+        conn = stack.pg_connect(workload.DATABASE)
+        try:
+            with conn, conn.cursor() as cur:        # one transaction
+                src = f"{workload.SCHEMA}.{self.source_table}"
+                held = workload.held_name(self.source_table)
+                cur.execute(f"CREATE TABLE {held} AS SELECT * FROM {src} WHERE id IN ({_ids(self.keys)})")
+                cur.execute(f"DELETE FROM {src} WHERE id IN ({_ids(self.keys)})")
+                assert cur.rowcount == self.n, f"held {cur.rowcount} source rows, expected {self.n}"
+        finally:
+            conn.close()
+
+    def restore(self) -> None:
+        workload.restore_held(self.source_table)
+
+
+def expect_deleted(n: int, target_rows: int):
+    """The run deleted exactly ``n`` target rows (the summary's count) and the target then holds the rest."""
+    def check(parsed: dict, rc: int) -> str | None:
+        table = first_table(parsed)
+        rows = table.get("rows") or {}
+        if rc != 0 or table.get("status") != "OK":
+            return f"exit {rc}, status {table.get('status')}: {table.get('error')}"
+        if (rows.get("deleted") or 0) != n or rows.get("target") != target_rows - n:
+            return f"deleted {rows.get('deleted')}, target {rows.get('target')}: expected {n}, {target_rows - n}"
+        return None
+    return check
+
+
 # ----- the job's summary and log -------------------------------------------------------------------------
 
 # An integer key, or a hashed key's text whose first column is the integer ID ('12|345': ID 12, ACCOUNT_ID 345)
