@@ -2824,6 +2824,11 @@ def write_history_sql(history: str) -> str:
             f'WHEN NOT MATCHED THEN INSERT ({names}, "FINISHED_AT") VALUES ({values}, {_NOW})')
 
 
+def repair_run_id(run_id: str) -> str:
+    """The RUN_ID of a REPAIR's history row: the run's own row keeps its load (or its check)."""
+    return f"{run_id}/repair"
+
+
 def committed_watermark(r: TableResult) -> str | None:
     """The table's watermark as committed in the state table once this run is over."""
     return r.watermark_after if r.committed else r.watermark_before
@@ -3519,6 +3524,18 @@ class LoadHistory:
     def write(self, wh: Warehouse, r: TableResult) -> None:
         wh.execute(write_history_sql(self.table), self._params(r, loaded=True))
 
+    def write_repair(self, wh: Warehouse, r: TableResult, read: int, inserted: int, updated: int,
+                     deleted: int) -> None:
+        """REPAIR's own row, inside the repair's transaction (it commits with the repair or not at all):
+        RUN_ID '<run>/repair', MODE REPAIR, LOADED TRUE, what the repair read and wrote; the watermark as
+        committed (a repair never moves it)."""
+        mark = committed_watermark(r)
+        row = dataclasses.replace(r, mode="REPAIR", status="OK", error=None, delta_rows=read, inserted=inserted,
+                                  updated=updated, deleted=deleted, watermark_before=mark, watermark_after=mark,
+                                  ddl=[])
+        wh.execute(write_history_sql(self.table), {**self._params(row, loaded=True), "run_id": repair_run_id(
+            self._run_id)})
+
     def finish(self, r: TableResult) -> None:
         if r.committed and r.status == "OK":
             return                                  # the load's own row says it all
@@ -4148,6 +4165,7 @@ class Repair(Load):
                 wh.execute(create_stage_table_sql(t.stage_table, staged_columns(plan.columns)))
                 read = self._copy(staged.prefix, files) if files else 0
                 soft = cfg.deletes == "soft" and DELETED_AT in checker.target_cols
+                inserted = updated = 0
                 with wh.transaction():
                     self._check_lease(release=False)
                     for kind, sql in repair_statements(plan.target, t.stage_table, plan.columns,
@@ -4158,7 +4176,9 @@ class Repair(Load):
                         if kind == "deleted":
                             done.deleted += deleted_count(names, row)
                         else:
-                            done.reloaded = sum(merge_counts(names, row))
+                            inserted, updated = merge_counts(names, row)
+                            done.reloaded = inserted + updated
+                    t.ctx.history.write_repair(wh, self.r, read, inserted, updated, done.deleted)
                 info.update(read=read, reloaded=done.reloaded, deleted=done.deleted)
         finally:
             self._drop_stage_table()

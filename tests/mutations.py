@@ -122,6 +122,12 @@ MUTATIONS = [
      "s, t = self._key_rows(ranges, self.src_key, self.tgt_key, bounded=False)",
      "s, t = self._key_rows(ranges, self.src_key, self.tgt_key, bounded=True)",
      ["tests/e2e/test_deletes_keys.py", "-k", "postgres and delete_removes"]),
+    ("REPAIR's history row is written before its transaction, on its own", JOB,
+     ["                inserted = updated = 0\n                with wh.transaction():\n",
+      "                    t.ctx.history.write_repair(wh, self.r, read, inserted, updated, done.deleted)\n"],
+     ["                inserted = updated = 0\n                t.ctx.history.write_repair(wh, self.r, read, 0, 0, 0)\n"
+      "                with wh.transaction():\n", ""],
+     ["tests/e2e/test_repair.py", "-k", "kill_inside"]),
     ("a timestamp's canonical text keeps its fraction's trailing zeros on Snowflake", JOB,
      "return text if kind == \"date\" else f\"RTRIM(RTRIM({text}, '0'), '.')\"", "return text",
      ["tests/e2e/test_verify.py::test_verify_finds_no_drift_after_a_load_then_every_drift_exactly"]),

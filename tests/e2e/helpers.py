@@ -131,6 +131,22 @@ def mysql_rows(database: str, table: str, order_by: str) -> tuple[list[str], lis
         return [d[0].upper() for d in cur.description], list(cur.fetchall())
 
 
+def source_rows(engine: str, schema: str, table: str) -> list[tuple]:
+    """Every row of a test's source table (PostgreSQL: database affiliate; MariaDB: database ``schema``),
+    sorted in Python: the engines' collations order texts differently."""
+    if engine == "postgres":
+        conn = stack.pg_connect("affiliate")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM {schema}.{table}")
+                return sorted(cur.fetchall())
+        finally:
+            conn.close()
+    with mysql_cursor(schema) as cur:
+        cur.execute(f"SELECT * FROM {table}")
+        return sorted(cur.fetchall())
+
+
 def sf_rows(table: str, columns: list[str], order_by: str) -> list[tuple]:
     conn = stack.snowflake_connect()
     try:

@@ -56,8 +56,15 @@ def watermark() -> tuple:
 
 
 def history(job: str) -> list[tuple]:
+    """The runs' own rows (a REPAIR's are apart: ``repairs``)."""
     return h.sf_query(f'SELECT "TABLE_KEY", "MODE", "STATUS", "LOADED", "ROWS_INSERTED" FROM {HISTORY} '
-                      f"WHERE \"JOB_NAME\" = '{job}' ORDER BY \"TABLE_KEY\"")
+                      f"WHERE \"JOB_NAME\" = '{job}' AND \"RUN_ID\" NOT LIKE '%/repair' ORDER BY \"TABLE_KEY\"")
+
+
+def repairs(job: str) -> list[tuple]:
+    return h.sf_query(f'SELECT "TABLE_KEY", "MODE", "STATUS", "LOADED", "ROWS_INSERTED" + "ROWS_UPDATED", '
+                      f'"ROWS_DELETED" FROM {HISTORY} WHERE "JOB_NAME" = \'{job}\' AND "RUN_ID" LIKE \'%/repair\' '
+                      f'ORDER BY "TABLE_KEY"')
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +130,6 @@ def test_verify_and_repair_without_a_load_check_the_targets_as_they_are(loaded):
     assert watermark() == wm_before
     assert history(f"{JOB}-repair") == [("checkonly.full", "REPAIR", "OK", False, 0),
                                         ("checkonly.inc", "REPAIR", "OK", False, 0)]
+    # and each repair its own row, written by its transaction: what it wrote, the watermark as it stands
+    assert repairs(f"{JOB}-repair") == [("checkonly.full", "REPAIR", "OK", True, 1, 1),
+                                        ("checkonly.inc", "REPAIR", "OK", True, 2, 0)]

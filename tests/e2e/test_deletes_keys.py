@@ -56,15 +56,7 @@ def source_sql(engine: str, *sqls: str, params: list | None = None) -> None:
 
 
 def source_rows(engine: str, name: str) -> list[tuple]:
-    if engine == "postgres":
-        with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT region, id, v, updated_at FROM dkeys.{name}")
-            rows = cur.fetchall()
-        conn.close()
-        return sorted(rows)
-    with h.mysql_cursor("dkeys") as cur:
-        cur.execute(f"SELECT region, id, v, updated_at FROM {name}")
-        return sorted(cur.fetchall())
+    return h.source_rows(engine, "dkeys", name)
 
 
 def target(engine: str, name: str) -> str:

@@ -119,6 +119,13 @@ def test_repair_reloads_exactly_the_drift_and_the_target_equals_a_fresh_load(loa
     assert soft == [(i, f"v{i}", i == 20) for i in range(1, 21)]
 
 
+def repair_rows(job: str) -> list[tuple]:
+    """REPAIR's own history rows of the job's runs (RUN_ID '<run>/repair')."""
+    return h.sf_query(f'SELECT "MODE", "STATUS", "LOADED", "ROWS_INSERTED" + "ROWS_UPDATED", "ROWS_DELETED", '
+                      f'"WATERMARK_BEFORE" = "WATERMARK_AFTER" FROM ETL_DB.ETL_META.ETL_LOAD_HISTORY '
+                      f'WHERE "JOB_NAME" = \'{job}\' AND "RUN_ID" LIKE \'%/repair\' ORDER BY "STARTED_AT"')
+
+
 def crash_run(tmp, point: str):
     return run(tmp, f"crash-{point}", "PG_crash", extra=("--REPAIR", "true", "--LEASE_SECONDS", "5"),
                launcher=["tests/e2e/crash_at.py", point, "repair.crash"])
@@ -130,6 +137,7 @@ def test_a_kill_inside_the_repair_leaves_the_target_as_before_and_after_its_comm
                  "UPDATE ETL_DB.REPAIR.PG_CRASH SET V = 'drift' WHERE ID = 7",
                  "INSERT INTO ETL_DB.REPAIR.PG_CRASH (ID, V) VALUES (50, 'extra')")
     drifted = sf("REPAIR.PG_CRASH")
+    history = {p: repair_rows(f"{JOB}-crash-{p}") for p in ("repair", "repaired")}     # earlier runs on this stack
     killed = crash_run(tmp, "repair")
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-2000:]
     assert "step=repair " not in killed.stdout            # killed inside the step, before it ended
@@ -137,10 +145,12 @@ def test_a_kill_inside_the_repair_leaves_the_target_as_before_and_after_its_comm
     # as Snowflake aborts a transaction whose session is gone), and its lease (5 s) has expired.
     time.sleep(12)
     assert sf("REPAIR.PG_CRASH") == drifted               # as before: nothing of the repair is visible
+    assert repair_rows(f"{JOB}-crash-repair") == history["repair"]          # nor its history row
 
     killed = crash_run(tmp, "repaired")
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-2000:]
     assert "step=repair " in killed.stdout and "reloaded=2 deleted=1" in killed.stdout
+    assert repair_rows(f"{JOB}-crash-repaired") == [*history["repaired"], ("REPAIR", "OK", True, 2, 1, True)]
     with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
         cur.execute("SELECT id, v, updated_at FROM repair.crash ORDER BY id")
         source = cur.fetchall()

@@ -65,15 +65,7 @@ def reported(proc, table: str) -> dict[str, set[str]]:
 
 
 def source_rows(engine: str, table: str) -> list[tuple]:
-    if engine == "postgres":
-        with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM vkeys.{table}")
-            rows = cur.fetchall()
-        conn.close()
-        return sorted(rows)
-    with h.mysql_cursor("vkeys") as cur:
-        cur.execute(f"SELECT * FROM {table}")
-        return sorted(cur.fetchall())
+    return h.source_rows(engine, "vkeys", table)
 
 
 @pytest.fixture(scope="module")

@@ -159,3 +159,24 @@ def test_a_failed_history_write_is_a_warning_not_the_tables_error(caplog):
     assert r.status == "FAILED" and r.error == "s.t: the real error"
     assert conns.discarded == 1
     assert "step=history error=EtlError: Snowflake: connection reset" in caplog.text
+
+
+def test_a_repair_writes_its_own_row_with_what_it_wrote_and_the_watermark_it_leaves():
+    """REPAIR's row (inside its transaction, ``Repair.repair``): RUN_ID '<run>/repair', LOADED TRUE, its own
+    counts; the run's row (a check without a load here, or the load's) keeps its own, and the watermark
+    is the committed one on both sides of the repair."""
+    wh = FakeWarehouse()
+    r = result(mode="VERIFY", status="DRIFT", watermark_column="UPDATED_AT", watermark_before="2026-06-01 10:00:00",
+               error="s.t: earlier", delta_rows=None, ddl=["CREATE TABLE x"])
+    history(wh)[0].write_repair(wh, r, read=3, inserted=1, updated=2, deleted=4)
+    ((sql, params),) = wh.sent
+    assert sql == g.write_history_sql(HISTORY)
+    assert {k: params[k] for k in ("run_id", "mode", "status", "loaded", "rows_read", "inserted", "updated",
+                                   "deleted", "watermark_before", "watermark_after", "ddl", "error")} == {
+        "run_id": "run-1/repair", "mode": "REPAIR", "status": "OK", "loaded": True, "rows_read": 3, "inserted": 1,
+        "updated": 2, "deleted": 4, "watermark_before": "2026-06-01 10:00:00",
+        "watermark_after": "2026-06-01 10:00:00", "ddl": None, "error": None}
+    assert (r.mode, r.status, r.error, r.ddl) == ("VERIFY", "DRIFT", "s.t: earlier", ["CREATE TABLE x"])  # untouched
+    loaded = result(committed=True, watermark_before="1", watermark_after="9")
+    history(wh)[0].write_repair(wh, loaded, read=0, inserted=0, updated=0, deleted=1)
+    assert (wh.sent[-1][1]["watermark_before"], wh.sent[-1][1]["watermark_after"]) == ("9", "9")
