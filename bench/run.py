@@ -442,7 +442,7 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
     only = '"LOAD"' in JOB.read_text()              # --LOAD false: VERIFY without the load before it
     hashed = ["job VERIFY only hashed key {l}", "job VERIFY+REPAIR hashed key 100 diffs {l}"]
     hashed = [c.format(l=l_label) for c in hashed] if only and repair else []
-    deleting = [f"job INCREMENTAL deletes, none {l_label}", f"job INCREMENTAL deletes, 100 {l_label}"]
+    deleting = [f"job INCREMENTAL deletes{k}, {n} {l_label}" for k in ("", " by a hashed key") for n in ("none", "100")]
     cases = [f"job VERIFY baseline {l_label}", f"job VERIFY {l_label}", diffs_case,
              *([f"job VERIFY only {l_label}"] if only else []), *hashed, *deleting]
     if all(b.skip(c) for c in cases):
@@ -495,20 +495,31 @@ def verify_cases(b: Bench, prof: dict, names: dict) -> None:
 def deletes_cases(b: Bench, cfg: dict, large: int, l_label: str, mends: bool) -> None:
     """``deletes: delete`` on the large table, after a no-delta INCREMENTAL load (as ``job VERIFY baseline``):
     with nothing deleted (one key-only aggregate per side), and with 100 scattered source rows deleted (found,
-    then deleted in the load's transaction). A REPAIR first puts back what the VERIFY cases left (their held
-    keys, missing in the target once back in the source)."""
-    cases = [f"job INCREMENTAL deletes, none {l_label}", f"job INCREMENTAL deletes, 100 {l_label}"]
-    if all(b.skip(c) for c in cases):
+    then deleted in the load's transaction); by the integer key, and by (ID, ACCOUNT_ID), a hashed key. A
+    REPAIR first puts back what the cases before left (keys held aside, missing in the target once back)."""
+    by_two = {"primary_key": ["id", "account_id"]}
+    cases = [(f"job INCREMENTAL deletes, none {l_label}", {}, None),
+             (f"job INCREMENTAL deletes by a hashed key, none {l_label}", by_two, None),
+             (f"job INCREMENTAL deletes, 100 {l_label}", {}, 11),
+             (f"job INCREMENTAL deletes by a hashed key, 100 {l_label}", by_two, 12)]
+    if all(b.skip(c) for c, _, _ in cases):
         return
-    if mends:
-        b.job(f"check REPAIR before deletes {l_label}", cfg, large, size=l_label, mode="REPAIR", group="check",
-              runs=1, args=("--LOAD", "false", "--REPAIR", "true"), check=lambda parsed, rc: None, force=True)
-    with_deletes = {t: {**e, "deletes": "delete"} for t, e in cfg.items()}
-    b.job(cases[0], with_deletes, large, size=l_label, mode="INCREMENTAL", group="verify",
-          check=verify.expect_deleted(0, large))
-    gone = verify.SourceDeletes(next(iter(cfg)).split(".")[1], large)
-    b.job(cases[1], with_deletes, large - gone.n, size=l_label, mode="INCREMENTAL", group="verify", runs=1,
-          before=lambda i: gone.hold(), after=lambda i: gone.restore(), check=verify.expect_deleted(gone.n, large))
+    table = next(iter(cfg))
+    for case, extra, held_seed in cases:
+        if b.skip(case):
+            continue
+        if mends:
+            b.job(f"check REPAIR before {case}", cfg, large, size=l_label, mode="REPAIR", group="check", runs=1,
+                  args=("--LOAD", "false", "--REPAIR", "true"), check=lambda parsed, rc: None, force=True)
+        tables = {table: {**cfg[table], "deletes": "delete", **extra}}
+        if held_seed is None:
+            b.job(case, tables, large, size=l_label, mode="INCREMENTAL", group="verify",
+                  check=verify.expect_deleted(0, large))
+            continue
+        gone = verify.SourceDeletes(table.split(".")[1], large, seed=held_seed)
+        b.job(case, tables, large - gone.n, size=l_label, mode="INCREMENTAL", group="verify", runs=1,
+              before=lambda i, g=gone: g.hold(), after=lambda i, g=gone: g.restore(),
+              check=verify.expect_deleted(gone.n, large))
 
 
 # ----- machine and versions ----------------------------------------------------------------------------------
