@@ -131,6 +131,37 @@ def mysql_rows(database: str, table: str, order_by: str) -> tuple[list[str], lis
         return [d[0].upper() for d in cur.description], list(cur.fetchall())
 
 
+def source_sql(engine: str, schema: str, *sqls: str, many: tuple[str, list] | None = None) -> None:
+    """Run statements in a test's source (PostgreSQL: database affiliate; MariaDB: database ``schema``), then
+    ``many`` = (statement, rows) for executemany; committed together."""
+    if engine == "postgres":
+        conn = stack.pg_connect("affiliate")
+        try:
+            with conn, conn.cursor() as cur:
+                for sql in sqls:
+                    cur.execute(sql)
+                if many:
+                    cur.executemany(*many)
+        finally:
+            conn.close()
+        return
+    with mysql_cursor(schema) as cur:
+        for sql in sqls:
+            cur.execute(sql)
+        if many:
+            cur.executemany(*many)
+
+
+def fresh_source_schema(engine: str, schema: str, collation: str = "utf8mb4_general_ci") -> None:
+    """An empty PostgreSQL schema (database affiliate) or MariaDB database (utf8mb4, ``collation``)."""
+    if engine == "postgres":
+        source_sql(engine, schema, f"DROP SCHEMA IF EXISTS {schema} CASCADE", f"CREATE SCHEMA {schema}")
+        return
+    with mysql_cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {schema}")
+        cur.execute(f"CREATE DATABASE {schema} CHARACTER SET utf8mb4 COLLATE {collation}")
+
+
 def source_rows(engine: str, schema: str, table: str) -> list[tuple]:
     """Every row of a test's source table (PostgreSQL: database affiliate; MariaDB: database ``schema``),
     sorted in Python: the engines' collations order texts differently."""

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from local import stack
 from tests.e2e import helpers as h
 
 BASE = dt.datetime(2026, 3, 1, 9, 0, 0, 250000)
@@ -46,14 +45,7 @@ def registry(engine: str) -> dict:
 
 
 def source_sql(engine: str, *sqls: str) -> None:
-    if engine == "postgres":
-        with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-            for sql in sqls:
-                cur.execute(sql)
-    else:
-        with h.mysql_cursor("deletes") as cur:
-            for sql in sqls:
-                cur.execute(sql)
+    h.source_sql(engine, "deletes", *sqls)
 
 
 def source_rows(engine: str, name: str) -> list[tuple]:
@@ -84,12 +76,7 @@ def runs(request, stack_env, tmp_path_factory):
     engine = request.param
     tmp = tmp_path_factory.mktemp(f"deletes-{engine}")
     h.reset_target_schema("DELETES")
-    if engine == "postgres":
-        source_sql(engine, "DROP SCHEMA IF EXISTS deletes CASCADE", "CREATE SCHEMA deletes")
-    else:
-        with h.mysql_cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS deletes")
-            cur.execute("CREATE DATABASE deletes CHARACTER SET utf8mb4")
+    h.fresh_source_schema(engine, "deletes")
     for name in tables(engine):
         values = ", ".join(f"({i}, 'v{i}', {i}.25, '{ts(i)}')" for i in range(1, 41))
         source_sql(engine, f"CREATE TABLE deletes.{name} ({DDL[engine]})",

@@ -16,7 +16,6 @@ import re
 
 import pytest
 
-from local import stack
 from tests.e2e import helpers as h
 
 BASE = dt.datetime(2026, 3, 1, 9, 0, 0, 250000)
@@ -40,19 +39,7 @@ def registry(engine: str) -> dict:
 
 
 def source_sql(engine: str, *sqls: str, params: list | None = None) -> None:
-    if engine == "postgres":
-        with stack.pg_connect("affiliate") as conn, conn.cursor() as cur:
-            for sql in sqls:
-                cur.execute(sql)
-            if params:
-                cur.executemany(*params)
-        conn.close()
-    else:
-        with h.mysql_cursor("dkeys") as cur:
-            for sql in sqls:
-                cur.execute(sql)
-            if params:
-                cur.executemany(*params)
+    h.source_sql(engine, "dkeys", *sqls, many=tuple(params) if params else None)
 
 
 def source_rows(engine: str, name: str) -> list[tuple]:
@@ -111,12 +98,7 @@ def runs(request, stack_env, tmp_path_factory):
     engine = request.param
     tmp = tmp_path_factory.mktemp(f"dkeys-{engine}")
     h.reset_target_schema("DKEYS")
-    if engine == "postgres":
-        source_sql(engine, "DROP SCHEMA IF EXISTS dkeys CASCADE", "CREATE SCHEMA dkeys")
-    else:
-        with h.mysql_cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS dkeys")
-            cur.execute("CREATE DATABASE dkeys CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    h.fresh_source_schema(engine, "dkeys", collation="utf8mb4_bin")      # keys compared byte by byte
     for name in NAMES:
         source_sql(engine, f"CREATE TABLE dkeys.{name} ({DDL[engine]})",
                    params=[f"INSERT INTO dkeys.{name} VALUES (%s, %s, %s, %s)",
