@@ -1151,7 +1151,7 @@ def insert_sql(target: str, stage: str, cols: Sequence[Column]) -> str:
 DELETED_AT = "_DELETED_AT"
 DELETED_AT_TYPE = "TIMESTAMP_TZ(6)"
 DELETE_BATCH = 10_000        # keys per DELETE/UPDATE, within Snowflake's 16,384 expressions in a list
-DELETE_BATCH_CHARS = 500_000  # and their literals' text, within its 1 MB statement text (docs/SNOWFLAKE.md)
+DELETE_BATCH_BYTES = 500_000  # and their literals' UTF-8 bytes, within its 1 MB statement text (docs/SNOWFLAKE.md)
 
 
 def key_literal(key: int | str) -> str:
@@ -1160,15 +1160,17 @@ def key_literal(key: int | str) -> str:
 
 
 def key_lists(keys: Sequence[int | str]) -> Iterator[str]:
-    """The keys' literals, comma-separated, in batches of at most DELETE_BATCH keys and DELETE_BATCH_CHARS."""
+    """The keys' literals, comma-separated, in batches of at most DELETE_BATCH keys and DELETE_BATCH_BYTES (a
+    statement's size limit is in bytes: a non-ASCII text key takes up to 4 a character)."""
     batch: list[str] = []
     size = 0
     for lit in map(key_literal, keys):
-        if batch and (len(batch) == DELETE_BATCH or size + len(lit) > DELETE_BATCH_CHARS):
+        n = len(lit.encode()) + 2
+        if batch and (len(batch) == DELETE_BATCH or size + n > DELETE_BATCH_BYTES):
             yield ", ".join(batch)
             batch, size = [], 0
         batch.append(lit)
-        size += len(lit) + 2
+        size += n
     if batch:
         yield ", ".join(batch)
 

@@ -100,9 +100,13 @@ def test_delete_statements_parse_and_batch():
     texts = [f"{i}:" + "x" * 1000 for i in range(1200)]
     label = "K_TEXT"
     by_size = g.delete_statements(TARGET, label, texts, soft=False)
-    assert len(by_size) == 3 and all(len(sql) < g.DELETE_BATCH_CHARS + 200 for _, sql in by_size)
+    assert len(by_size) == 3 and all(len(sql) < g.DELETE_BATCH_BYTES + 200 for _, sql in by_size)
     listed = [s.this for _, sql in by_size for s in snowflake(sql).find(exp.In).expressions]
     assert listed == texts
+    wide = [f"{i}:" + "é" * 1000 for i in range(600)]          # 2 bytes a character: bytes decide, not characters
+    by_bytes = g.delete_statements(TARGET, label, wide, soft=False)
+    assert len(by_bytes) == 3 and all(len(sql.encode()) < g.DELETE_BATCH_BYTES + 200 for _, sql in by_bytes)
+    assert [s.this for _, sql in by_bytes for s in snowflake(sql).find(exp.In).expressions] == wide
     snowflake(g.add_column_sql(TARGET, g.Column(g.DELETED_AT, g.DELETED_AT, g.DELETED_AT_TYPE)))
 
 
