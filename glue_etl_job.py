@@ -42,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("glue_etl")
 
@@ -2255,6 +2255,16 @@ class VerifyPlan:
     stage_label: str | None = None      # the target's label over a staging table of its rows (aliased s)
 
 
+class _Canon(NamedTuple):
+    """One column's canonical text: its kind, and its SQL on the source, on the target and over the target's
+    staging table (aliased s, where BINARY is hex text)."""
+
+    kind: str
+    src: str
+    tgt: str
+    stage: str
+
+
 def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn],
                 target_cols: Mapping[str, str]) -> VerifyPlan:
     """VERIFY's SQL for a table, from its source columns' facts (in column order) and its target's types."""
@@ -2273,12 +2283,13 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
             problems.append(f"column {name}: {why}")
             continue
         scale = _number_digits(ttype)[1] if kind in ("decimal", "money") else 0
-        canon[name.lower()] = (kind, canonical_sql(engine, kind, source_quote(engine, name), scale,
-                                                   c.scale if kind == "decimal" else None),
-                               canonical_sql("snowflake", kind, qi(name.upper()), scale),
-                               canonical_sql("snowflake", kind, Column(name, name.upper(), ttype).load_expr, scale))
-        src.append(canon[name.lower()][:2])
-        tgt.append(canon[name.lower()][:3:2])
+        col = canon[name.lower()] = _Canon(
+            kind,
+            canonical_sql(engine, kind, source_quote(engine, name), scale, c.scale if kind == "decimal" else None),
+            canonical_sql("snowflake", kind, qi(name.upper()), scale),
+            canonical_sql("snowflake", kind, Column(name, name.upper(), ttype).load_expr, scale))
+        src.append((kind, col.src))
+        tgt.append((kind, col.tgt))
     left_out = [k for k in cfg.primary_key if k.lower() not in canon]
     if left_out and not problems:
         problems.append(f"VERIFY compares rows by their primary_key, and {left_out} is not among the columns "
@@ -2288,12 +2299,13 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
     to_utf8 = engine == "postgres" and any(c.charset not in PG_UTF8_ENCODINGS | {None} for c in facts.values())
     hashes = row_hash_sql(engine, src, to_utf8), row_hash_sql("snowflake", tgt)
     pk = [k.lower() for k in cfg.primary_key]
-    if len(pk) == 1 and canon[pk[0]][0] == "int":
+    if len(pk) == 1 and canon[pk[0]].kind == "int":
         name = facts[pk[0]].name
         return VerifyPlan((), *hashes, source_quote(engine, name), qi(name.upper()))
     keys = [canon[k] for k in pk]       # any other key (several columns, text, dates ...): by its hash
-    labels = (row_text_sql(engine, [k[:2] for k in keys], to_utf8),
-              row_text_sql("snowflake", [k[:3:2] for k in keys]), row_text_sql("snowflake", [k[::3] for k in keys]))
+    labels = (row_text_sql(engine, [(k.kind, k.src) for k in keys], to_utf8),
+              row_text_sql("snowflake", [(k.kind, k.tgt) for k in keys]),
+              row_text_sql("snowflake", [(k.kind, k.stage) for k in keys]))
     return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),
                       *labels)
 
@@ -4170,10 +4182,10 @@ class Repair(Load):
                 inserted = updated = 0
                 with wh.transaction():
                     self._check_lease(release=False)
-                    for kind, sql in repair_statements(plan.target, t.stage_table, plan.columns,
-                                                       plan.window.key_names, target_key, stage_key, drift.extra,
-                                                       soft):
-                        cur = wh.execute(sql)
+                    for kind, stmt in repair_statements(plan.target, t.stage_table, plan.columns,
+                                                        plan.window.key_names, target_key, stage_key, drift.extra,
+                                                        soft):
+                        cur = wh.execute(stmt)
                         names, row = [d[0] for d in cur.description or []], cur.fetchone()
                         if kind == "deleted":
                             done.deleted += deleted_count(names, row)
