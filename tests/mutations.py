@@ -135,6 +135,10 @@ MUTATIONS = [
      "parts.append(f\"COALESCE({framed if kind in FREE_TEXT_KINDS else c}, {NULL_MARK})\")",
      "parts.append(f\"COALESCE({c}, {NULL_MARK})\")",
      ["tests/e2e/test_verify.py::test_verify_finds_no_drift_after_a_load_then_every_drift_exactly"]),
+    ("a MySQL bulk answer cut inside its last row is read as a shorter row", JOB,
+     '            if any(r.pop(".") != "." for r in rows):\n                rows = None\n',
+     '            for r in rows:\n                r.pop(".")\n',
+     ["tests/unit/test_reconcile.py", "-k", "bulk", "tests/e2e/test_bulk_rows.py"]),
 ]
 
 

@@ -251,3 +251,30 @@ def test_canonical_forms_keep_null_null(dialect):
         if isinstance(top, sqlglot.exp.Case):     # (inner CASEs are joined with || / CONCAT: NULL in, NULL out)
             default = top.args.get("default")
             assert default is None or "c" in {c.name for c in default.find_all(sqlglot.exp.Column)}, (kind, sql)
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_bulk_rows_wrap_a_source_query_into_one_row(engine):
+    inner = g.key_hashes_sql(engine, g.source_table_ref(engine, "s", "t"), quote(engine, "id"), "MD5('x')", [(1, 9)])
+    sql = g.bulk_rows_sql(engine, inner, ("k", "rh"))
+    parses(sql, engine)
+    tree = sqlglot.parse_one(sql, read=engine)
+    assert [e.alias for e in tree.expressions] == ["n", "j"]
+    assert tree.find(sqlglot.exp.Subquery).this.sql(engine) == sqlglot.parse_one(inner, read=engine).sql(engine)
+
+
+def test_bulk_rows_decode_every_value_and_refuse_a_cut_answer():
+    texts = ["a,b;c", "", None, "-", "é😀", "v"]
+    cells = [("-" if t is None else "v" + t.encode("utf-8").hex().upper()) for t in texts]
+    answer = ";".join(",".join((f"v{str(i).encode().hex()}", c, ".")) for i, c in enumerate(cells))
+    rows = g.bulk_rows("mysql", ("k", "v"), len(texts), answer.encode("ascii"), "t")
+    assert rows == [{"k": str(i), "v": t} for i, t in enumerate(texts)]
+    assert g.bulk_rows("postgres", ("k", "h"), 2, '[{"k": 1, "h": 123456789012345678901234}, {"K": 2, "h": null}]',
+                       "t") == [{"k": 1, "h": 123456789012345678901234}, {"k": 2, "h": None}]
+    assert g.bulk_rows("mysql", ("k",), 0, None, "t") == [] == g.bulk_rows("postgres", ("k",), 0, None, "t")
+    # cut anywhere in the last row (inside a value, between values, before its end mark), or after a whole row
+    cuts = [("mysql", answer[:n]) for n in range(answer.rindex(";"), len(answer))] + [("postgres", "[{}]")]
+    for engine, cut in cuts:
+        with pytest.raises(g.EtlError, match=rf"^t: the source counted {len(texts)} row\(s\), and the text it sent "
+                                             r"them in holds (fewer|\d+); nothing was compared. On MySQL, raise"):
+            g.bulk_rows(engine, ("k", "v"), len(texts), cut, "t")

@@ -1,0 +1,72 @@
+"""VERIFY's source answers read in bulk (``JdbcSource.rows``, ``bulk_rows_sql``): one text per query instead of a
+Py4J round trip per value. On the real servers, through the job's JDBC drivers, the rows and values are those of
+the row-by-row read, texts holding the separators, non-ASCII characters, '' and NULL among them; a MySQL answer
+cut short (GROUP_CONCAT's limit) is an error that names the fix, never fewer rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e import helpers as h
+
+SCHEMA = "bulkrows"
+TEXTS = ["plain", "", None, "a,b;c|d", "v-", "-", "é€😀", "line\nbreak\ttab", "'quoted' \"double\" \\", "N"]
+PATHS = {"postgres": "/etl/local/affiliate", "mysql": "/etl/local/program360"}
+
+# Runs in a process of its own, as the job does (a Spark driver JVM with the stack's JDBC drivers).
+PROBE = """
+import json, sys
+import boto3
+import glue_etl_job as g
+engine, path, database, cut = sys.argv[1:]
+spark, _ = g.spark_session("bulk-rows-probe")
+secrets = g.SecretStore(boto3.client("ssm"))
+source = g.JdbcSource(spark, g.source_settings({**secrets.get(path), "database": database}, path))
+table = g.source_table_ref(engine, "bulkrows", "t")
+names = ("k", "v", "big")
+sql = f"SELECT id AS k, v, CAST(id AS DECIMAL(38,0)) * 100000000000000000000 AS big FROM {table}"
+out = {"one_by_one": source.query(sql), "bulk": source.rows(sql, names),
+       "none": source.rows(f"SELECT id AS k FROM {table} WHERE id < 0", ("k",))}
+if cut == "yes":                               # GROUP_CONCAT cut at 64 bytes: the answer holds fewer rows
+    answer = source.query(g.bulk_rows_sql(engine, sql, names), ["SET SESSION group_concat_max_len = 64"])[0]
+    try:
+        g.bulk_rows(engine, names, int(answer["n"]), answer["j"], "probe")
+        out["cut"] = "no error"
+    except g.EtlError as exc:
+        out["cut"] = str(exc)
+print(json.dumps(out, default=str))
+spark.stop()
+"""
+
+
+def probe(engine: str, cut: bool) -> dict:
+    database = "affiliate" if engine == "postgres" else SCHEMA
+    proc = subprocess.run([sys.executable, "-c", PROBE, engine, PATHS[engine], database, "yes" if cut else "no"],
+                          cwd=h.ROOT, env=h.job_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_bulk_rows_are_the_rows_read_one_by_one(stack_env, engine):
+    h.fresh_source_schema(engine, SCHEMA)
+    text = "text" if engine == "postgres" else "varchar(100)"
+    h.source_sql(engine, SCHEMA, f"CREATE TABLE {SCHEMA}.t (id bigint PRIMARY KEY, v {text})",
+                 many=(f"INSERT INTO {SCHEMA}.t VALUES (%s, %s)", list(enumerate(TEXTS, start=1))))
+    got = probe(engine, cut=engine == "mysql")
+
+    def canon(rows: list[dict]) -> list[tuple]:     # numbers as their digits: ints from JSON, text from hex
+        return sorted((int(r["k"]), r["v"], str(r["big"])) for r in rows)
+
+    expected = sorted((i, v, f"{i}{'0' * 20}") for i, v in enumerate(TEXTS, start=1))
+    assert canon(got["one_by_one"]) == expected
+    assert canon(got["bulk"]) == expected
+    assert got["none"] == []
+    if engine == "mysql":
+        assert got["cut"] == (f"probe: the source counted {len(TEXTS)} row(s), and the text it sent them in holds "
+                              f"fewer; nothing was compared. On MySQL, raise the server's max_allowed_packet "
+                              f"(GROUP_CONCAT's answer is cut there)")
