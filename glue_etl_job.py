@@ -3989,6 +3989,22 @@ class Survey:
                         **({"split": json.dumps(list(plan.partitions))} if plan.partitions else {}))
         return plan, df
 
+    def check(self) -> tuple[dict[str, SourceColumn], PlanRead]:
+        """--LOAD false: the facts a VERIFY of the target as it is starts from - the source's columns
+        (information_schema) and the plan read (lease, state, the target's columns) - without a load's: no JDBC
+        schema, no scan of the read window (a FULL table's is the whole table)."""
+        t, cfg, source = self.t, self.t.cfg, self.source
+        with step(t.log, "plan") as info:
+            columns = source_columns(source.query(column_types_query(source.engine, cfg.namespace, cfg.source_table)))
+            if not columns:
+                raise EtlError(f"{cfg.key}: the source has no table {cfg.source_table} in {cfg.namespace} "
+                               f"(information_schema lists no column of it on {source.settings.url}); check the "
+                               f"registry's key and the connection's database")
+            read = self._plan_read()
+            t.result.watermark_column, t.result.watermark_before = read.state_column, read.state_watermark
+            info.update(mode="REPAIR" if t.ctx.args.repair else "VERIFY", watermark=read.state_watermark)
+        return columns, read
+
     def _plan_read(self) -> PlanRead:
         """Lease re-read, state, target columns and row count in one statement (docs/PERFORMANCE.md).
 
@@ -4295,10 +4311,10 @@ class Table:
                 if self.ctx.args.load:
                     plan, df = Survey(self, source, wh).plan()
                     Load(self, plan, df, source, wh).run()
+                    if plan.verify:
+                        self._verify(source, wh, plan.facts.columns, plan.repair, lambda: plan)
                 else:
-                    plan = self._plan_check(source, wh)
-                if plan.verify:
-                    self._verify(source, wh, plan)
+                    self._check(source, wh)
             except LeaseTaken as exc:
                 self.result.status, self.result.error = "SKIPPED", f"{self.cfg.key}: skipped, {exc}; run again"
                 self.log.warning("step=lease skipped=true %s", exc)
@@ -4331,17 +4347,21 @@ class Table:
         finally:
             self.result.seconds = time.monotonic() - started
 
-    def _plan_check(self, source: JdbcSource, wh: Warehouse) -> TablePlan:
-        """--LOAD false: the plan of a VERIFY (or REPAIR) of the target as it is; nothing is staged or loaded,
-        the state keeps its watermark and source deletes are not looked for (VERIFY reports them as extra keys)."""
-        plan, _ = Survey(self, source, wh, deletes=False).plan()
-        r = self.result
-        r.mode = "REPAIR" if plan.repair else "VERIFY"
-        if not plan.read.target_columns:
+    def _check(self, source: JdbcSource, wh: Warehouse) -> None:
+        """--LOAD false: VERIFY (or REPAIR) the target as it is; nothing is staged or loaded, the state keeps its
+        watermark and source deletes are not looked for (VERIFY reports them as extra keys). Only what the check
+        needs is read first (``Survey.check``); the load's plan, which REPAIR stages by, only once VERIFY found
+        keys to repair."""
+        r, repair = self.result, self.ctx.args.repair
+        r.mode = "REPAIR" if repair else "VERIFY"
+        survey = Survey(self, source, wh, deletes=False)
+        columns, read = survey.check()
+        if not read.target_columns:
             raise EtlError(f"{self.cfg.key}: --LOAD false checks {self.cfg.target}, which does not exist yet: "
                            f"load it first (a run without --LOAD false)")
-        r.target_rows = int(wh.scalar(count_sql(self.target)))
-        return plan
+        counted = read.target_rows          # the plan read counts the target, but for a FULL table
+        r.target_rows = counted if counted is not None else int(wh.scalar(count_sql(self.target)))
+        self._verify(source, wh, columns, repair, lambda: survey.plan()[0])
 
     def _source(self) -> JdbcSource:
         path = self.ctx.args.groups[self.cfg.ssm_key]
@@ -4354,18 +4374,20 @@ class Table:
         self.log.error("step=failed error=%s", self.result.error)
         self.ctx.connections.discard()
 
-    def _verify(self, source: JdbcSource, wh: Warehouse, plan: TablePlan) -> None:
-        """VERIFY after the load, under the table's lease (see Reconciler), from the plan's information_schema
-        facts; metrics VerifiedRows/MismatchedRows. With --REPAIR, then REPAIR what it found (RepairedRows)."""
-        checker = Reconciler(source, wh, self.cfg, self.target, plan.facts.columns, self._target_columns(wh),
+    def _verify(self, source: JdbcSource, wh: Warehouse, columns: Mapping[str, SourceColumn], repair: bool,
+                load_plan: Callable[[], TablePlan]) -> None:
+        """VERIFY, under the table's lease (see Reconciler), from the source's information_schema ``columns``;
+        metrics VerifiedRows/MismatchedRows. With ``repair``, then REPAIR what it found by the table's
+        ``load_plan`` (RepairedRows)."""
+        checker = Reconciler(source, wh, self.cfg, self.target, columns, self._target_columns(wh),
                              self.ctx.state_table, self.log, loaded=self.ctx.args.load)
         with step(self.log, "verify") as info:
             drift = checker.verify()
             info.update(rows=drift.rows, mismatched=drift.count, changed_since_load=drift.changed_since_load)
         self.result.verified = drift
         self._publish(dict(zip(RECONCILE_METRICS[:2], (drift.rows, drift.count), strict=True)))
-        if plan.repair and drift.count:
-            done = self.result.repaired = Repair(self, plan, source, wh, checker).repair(drift)
+        if repair and drift.count:
+            done = self.result.repaired = Repair(self, load_plan(), source, wh, checker).repair(drift)
             self.result.target_rows = int(wh.scalar(count_sql(self.target)))
             self._publish({RECONCILE_METRICS[2]: done.reloaded + done.deleted})
 

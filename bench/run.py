@@ -151,8 +151,9 @@ def parse_job_log(text: str, start_epoch: float, wall_s: float) -> dict:
         if step.group(2) == "extract" and sql is None:
             sql = json.JSONDecoder().raw_decode(msg, msg.index(" sql=") + 5)[0]   # a JSON string; split= may follow
             partitions = int(re.search(r" partitions=(\d+)", msg).group(1))
-        if step.group(2) == "plan" and predicate is None:
-            predicate = json.loads(re.search(r" predicate=(null|\".*?[^\\]\")(?: |$)", msg).group(1))
+        found = re.search(r" predicate=(null|\".*?[^\\]\")(?: |$)", msg) if step.group(2) == "plan" else None
+        if found and predicate is None:        # a check's plan (--LOAD false) has no read window: no predicate
+            predicate = json.loads(found.group(1))
     # The JSON summary line (README "Run summary for machines"), not the text table: its columns change with the job.
     summary = next((json.loads(line) for line in text.splitlines() if line.startswith('{"type": "etl_run_summary"')),
                    {"tables": []})

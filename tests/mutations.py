@@ -139,6 +139,10 @@ MUTATIONS = [
      '            if any(r.pop(".") != "." for r in rows):\n                rows = None\n',
      '            for r in rows:\n                r.pop(".")\n',
      ["tests/unit/test_reconcile.py", "-k", "bulk", "tests/e2e/test_bulk_rows.py"]),
+    ("--LOAD false plans a load before its VERIFY (a scan of a FULL table's whole source)", JOB,
+     "        self._verify(source, wh, columns, repair, lambda: survey.plan()[0])\n",
+     "        plan = survey.plan()[0]\n        self._verify(source, wh, columns, repair, lambda: plan)\n",
+     ["tests/e2e/test_check_only.py"]),
 ]
 
 

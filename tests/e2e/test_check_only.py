@@ -27,6 +27,8 @@ def registry(*names: str) -> dict:
                  "operations": {"type": "FULL"}},
         "never": {"ssmKey": "AFFILIATE", "target_table": "CHECKONLY.NEVER", "primary_key": "ID",
                   "operations": {"type": "UPSERT"}},
+        "gone": {"ssmKey": "AFFILIATE", "target_table": "CHECKONLY.GONE", "primary_key": "ID",
+                 "operations": {"type": "FULL"}},       # no such source table
     }
     return {f"checkonly.{n}": every[n] for n in names}
 
@@ -94,12 +96,12 @@ def test_verify_and_repair_without_a_load_check_the_targets_as_they_are(loaded):
                  "INSERT INTO ETL_DB.CHECKONLY.FULL_T (ID, V) VALUES (50, 'extra')")
     inc_before, full_before, wm_before = target("INC"), target("FULL_T"), watermark()
 
-    check = run(tmp, "verify", "inc", "full", "never", extra=("--LOAD", "false", "--VERIFY", "true"))
+    check = run(tmp, "verify", "inc", "full", "never", "gone", extra=("--LOAD", "false", "--VERIFY", "true"))
     out = check.stdout
     assert check.returncode == 1, out[-4000:] + check.stderr[-2000:]
     got = {k: (v["mode"], v["status"]) for k, v in h.summary(check).items()}
     assert got == {"checkonly.inc": ("VERIFY", "DRIFT"), "checkonly.full": ("VERIFY", "DRIFT"),
-                   "checkonly.never": ("VERIFY", "FAILED")}, out[-4000:]
+                   "checkonly.never": ("VERIFY", "FAILED"), "checkonly.gone": ("VERIFY", "FAILED")}, out[-4000:]
     # INC: compared at its committed watermark: 21 and the update of 5 came later, so they are not drift.
     assert reported(check, "checkonly.inc") == {"missing_in_target": {3}, "extra_in_target": set(),
                                                 "different": {7}}
@@ -110,9 +112,14 @@ def test_verify_and_repair_without_a_load_check_the_targets_as_they_are(loaded):
                                                  "different": set()}
     assert ("checkonly.never: --LOAD false checks CHECKONLY.NEVER, which does not exist yet: load it first "
             "(a run without --LOAD false)") in out
+    assert ("checkonly.gone: the source has no table gone in checkonly (information_schema lists no column of it "
+            "on jdbc:postgresql://") in out, out[-3000:]
+    # a check reads no load's facts: no JDBC schema, no scan of the read window (the whole of a FULL table)
+    assert "step=extract" not in out and "predicate=" not in out
     assert (target("INC"), target("FULL_T"), watermark()) == (inc_before, full_before, wm_before)
     assert "step=copy" not in out and "step=load" not in out                  # nothing staged or loaded
     assert history(f"{JOB}-verify") == [("checkonly.full", "VERIFY", "DRIFT", False, 0),
+                                        ("checkonly.gone", "VERIFY", "FAILED", False, 0),
                                         ("checkonly.inc", "VERIFY", "DRIFT", False, 0),
                                         ("checkonly.never", "VERIFY", "FAILED", False, 0)]
 
