@@ -3908,9 +3908,10 @@ class DeleteDetector(Reconciler):
     def _fewer_rows(self) -> int:
         """The target's (live) rows beyond the source's, at least that many deletes: a hashed key's ranges hold
         keys the target has not loaded yet, so their counts bound nothing; the guard's early check is this."""
-        n = self.source.query_one(f"SELECT COUNT(*) AS n FROM {self.src_table}").get("n") or 0
+        n = in_background(self.source.query_one, f"SELECT COUNT(*) AS n FROM {self.src_table}")   # both at once
         where = f" WHERE {self.tgt_where}" if self.tgt_where else ""
-        return max(0, int(self.wh.scalar(f"SELECT COUNT(*) FROM {self.target}{where}")) - int(n))
+        target = int(self.wh.scalar(f"SELECT COUNT(*) FROM {self.target}{where}"))
+        return max(0, target - int(n.result().get("n") or 0))
 
     def _keys(self, ranges: KeyRanges) -> tuple[set, set]:
         s, t = self._key_rows(ranges, self.src_key, self.tgt_key, bounded=False)    # every source key there
