@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+import glue_etl_job as g
+from local import stack
 from tests.e2e import helpers as h
 
 SCHEMA = "bulkrows"
@@ -70,3 +72,26 @@ def test_bulk_rows_are_the_rows_read_one_by_one(stack_env, engine):
         assert got["cut"] == (f"probe: the source counted {len(TEXTS)} row(s), and the text it sent them in holds "
                               f"fewer; nothing was compared. On MySQL, raise the server's max_allowed_packet "
                               f"(GROUP_CONCAT's answer is cut there)")
+
+
+def test_the_bulk_answer_keeps_the_leaves_hashes_computed_by_the_parallel_workers(stack_env):
+    """PostgreSQL: wrapped for its bulk answer, a query without an aggregate of its own (the leaves' keys and row
+    hashes) still has its MD5s computed under the Gather, by every worker, not by the leader above it."""
+    h.fresh_source_schema("postgres", SCHEMA)
+    h.source_sql("postgres", SCHEMA, f"CREATE TABLE {SCHEMA}.t AS SELECT i AS id, 'v' || i AS v "
+                                     f"FROM generate_series(1, 20000) i", f"ANALYZE {SCHEMA}.t")
+    row_hash = g.row_hash_sql("postgres", [(k, g.canonical_sql("postgres", k, c)) for k, c in (("int", '"id"'),
+                                                                                             ("text", '"v"'))])
+    leaves = g.key_hashes_sql("postgres", g.source_table_ref("postgres", SCHEMA, "t"), '"id"', row_hash, [(1, 20000)])
+    conn = stack.pg_connect("affiliate")
+    try:
+        with conn.cursor() as cur:
+            for setting in ("parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
+                cur.execute(f"SET {setting}")          # a small table planned as a large one would be
+            cur.execute("EXPLAIN (VERBOSE) " + g.bulk_rows_sql("postgres", leaves, ("k", "rh")))
+            plan = [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+    gather = next(i for i, line in enumerate(plan) if "Gather" in line)
+    computes = [i for i, line in enumerate(plan) if line.strip().startswith("Output:") and "md5(" in line]
+    assert computes and all(i > gather for i in computes), "\n".join(plan)

@@ -260,7 +260,8 @@ def test_bulk_rows_wrap_a_source_query_into_one_row(engine):
     parses(sql, engine)
     tree = sqlglot.parse_one(sql, read=engine)
     assert [e.alias for e in tree.expressions] == ["n", "j"]
-    assert tree.find(sqlglot.exp.Subquery).this.sql(engine) == sqlglot.parse_one(inner, read=engine).sql(engine)
+    fenced = inner + (" OFFSET 0" if engine == "postgres" else "")       # planned as it is alone (docstring)
+    assert tree.find(sqlglot.exp.Subquery).this.sql(engine) == sqlglot.parse_one(fenced, read=engine).sql(engine)
 
 
 def test_bulk_rows_decode_every_value_and_refuse_a_cut_answer():
