@@ -2155,31 +2155,41 @@ def key_bounds_sql(table: str, key: str, where: str | None = None) -> str:
     return f"SELECT MIN({key}) AS lo, MAX({key}) AS hi FROM {table}" + (f" WHERE {where}" if where else "")
 
 
-# VERIFY's source queries answer up to thousands of rows (4,096 buckets; the keys and row hashes of the leaves).
-# Read through the JDBC driver, each value and each next row is a Py4J round trip of its own (about 75 us): 4,096
-# rows of three values took 1.3 s, against 0.1 s as one text. ``bulk_rows_sql`` has the source answer one row:
-# the row count and one text holding every row (PostgreSQL: json_agg, 9.3 on; MySQL/MariaDB: GROUP_CONCAT of
-# each value's UTF-8 text in hex, on every version), read with one call and split here. The values are integers
-# and texts only (buckets, counts, hash sums, keys, row hashes, a key's canonical text).
+# VERIFY's source queries answer up to tens of thousands of rows (the first level's buckets; the keys and row hashes
+# of the leaves). Read through the JDBC driver, each value and each next row is a Py4J round trip of its own (about
+# 75 us): 4,096 rows of three values took 1.3 s, against 0.1 s as one text. ``bulk_rows_sql`` has the source answer
+# one row: the row count and one text holding every row (PostgreSQL: json_agg, 9.3 on; MySQL/MariaDB: GROUP_CONCAT,
+# on every version), read with one call and split here. The values are integers, hex digits (row hashes) and free
+# texts (a key's canonical text): on MySQL the free texts travel as their UTF-8 in hex, the others as they are.
 BULK_SESSION = {"mysql": ("SET SESSION group_concat_max_len = 1073741824",)}   # the default is 1,024 bytes
 
 
-def bulk_rows_sql(engine: str, sql: str, names: Sequence[str]) -> str:
-    """``sql``'s rows, whose columns are ``names`` (lower-case aliases), as one row: (n, its row count; j).
+class BulkCut(EtlError):
+    """A bulk answer holding other rows than the source counted (MySQL cuts GROUP_CONCAT at a byte count)."""
+
+
+def bulk_rows_sql(engine: str, sql: str, names: Sequence[str], texts: Sequence[str] = ()) -> str:
+    """``sql``'s rows, whose columns are ``names`` (lower-case aliases; ``texts`` of them free texts, the others
+    integers or hex digits), as one row: (n, its row count; j, the rows).
 
     PostgreSQL: ``OFFSET 0`` keeps ``sql`` planned as it is alone. Pulled up into the outer aggregate, a query
     without its own aggregate (the leaves' keys and row hashes) has its expressions computed above the Gather,
     by the leader alone, or no parallel plan at all: a hashed key's leaves on 5M rows took 6.3 s, not 4.1 s."""
     if engine == "postgres":
         return f"SELECT COUNT(*) AS n, CAST(JSON_AGG(q) AS TEXT) AS j FROM ({sql} OFFSET 0) q"
-    cells = ", ".join(f"IFNULL(CONCAT('v', HEX(CAST(q.{n} AS CHAR CHARACTER SET utf8mb4))), '-')" for n in names)
-    return f"SELECT COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(',', {cells}, '.') SEPARATOR ';') AS j FROM ({sql} OFFSET 0) q"
+
+    def cell(n: str) -> str:
+        value = (f"CONCAT('v', HEX(CAST(q.{n} AS CHAR CHARACTER SET utf8mb4)))" if n in texts
+                 else f"CONCAT('d', CAST(q.{n} AS CHAR))")
+        return f"IFNULL({value}, '-')"
+    cells = ", ".join(cell(n) for n in names)
+    return f"SELECT COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(',', {cells}, '.') SEPARATOR ';') AS j FROM ({sql}) q"
 
 
 def bulk_rows(engine: str, names: Sequence[str], n: int, text: str | bytes | None, what: str) -> list[dict]:
     """``bulk_rows_sql``'s answer as rows (name -> value; numbers as ints on PostgreSQL, as their digits on MySQL).
-    A text holding other than the rows counted is an error, never fewer rows or a shorter value: a source row
-    missing here would read as a key the source lacks. MySQL cuts GROUP_CONCAT at a byte count (the session's
+    A text holding other than the rows counted raises BulkCut, never gives fewer rows or a shorter value: a source
+    row missing here would read as a key the source lacks. MySQL cuts GROUP_CONCAT at a byte count (the session's
     group_concat_max_len, the server's max_allowed_packet), so each row ends in '.' there: a row cut anywhere
     lacks it, and whole rows cut off leave fewer than counted."""
     if isinstance(text, bytes):
@@ -2198,16 +2208,18 @@ def bulk_rows(engine: str, names: Sequence[str], n: int, text: str | bytes | Non
     except ValueError:          # a cut text: a row short of its values, an odd number of hex digits
         rows = None
     if rows is None or len(rows) != n:
-        raise EtlError(f"{what}: the source counted {n} row(s), and the text it sent them in holds "
-                       f"{'fewer' if rows is None else len(rows)}; nothing was compared. On MySQL, raise the "
-                       f"server's max_allowed_packet (GROUP_CONCAT's answer is cut there)")
+        raise BulkCut(f"{what}: the source counted {n} row(s), and the text it sent them in holds "
+                      f"{'fewer' if rows is None else len(rows)}")
     return rows
 
 
 def _bulk_cell(cell: str) -> str | None:
-    """One MySQL value of ``bulk_rows_sql``: '-' NULL, 'v' and its text's UTF-8 in hex, '.' a row's end."""
+    """One MySQL value of ``bulk_rows_sql``: '-' NULL, 'd' and the value's text, 'v' and its text's UTF-8 in hex,
+    '.' a row's end."""
     if cell in ("-", "."):
         return None if cell == "-" else cell
+    if cell.startswith("d"):
+        return cell[1:]
     if not cell.startswith("v"):
         raise ValueError(cell)
     return bytes.fromhex(cell[1:]).decode("utf-8")
@@ -2253,15 +2265,20 @@ def clip(r: tuple[int, int], ranges: KeyRanges) -> list[tuple[int, int]]:
 
 
 VERIFY_BUCKETS = 16            # a differing bucket is split into this many at the next level
-VERIFY_BUCKET_KEYS = 1_024     # the first level's bucket width aimed at: about one pass down to small ranges
-VERIFY_TOP_BUCKETS = 4_096     # ... with at most this many buckets (one answer row each)
 VERIFY_LEAF_ROWS = 128         # a differing range this small sends key + row hash instead of splitting again
+# The first level's buckets are as narrow as a leaf, so a difference it finds is compared key by key at once, with no
+# level between (each a scan on both sides: a second level of 5M rows took 1.5 s on the emulator, 4.3 s by a hashed
+# key on PostgreSQL). The answers are read in bulk (``bulk_rows_sql``): 65,536 buckets cost what 4,096 did (5M rows:
+# PostgreSQL 6.6 s, the emulator 5.8 s, either way), and fit a MySQL 5.7 max_allowed_packet of 4 MB (about 40 bytes
+# a bucket). Tables above 8.4M keys get 65,536 wider buckets, and a level more per factor of 16.
+VERIFY_BUCKET_KEYS = VERIFY_LEAF_ROWS
+VERIFY_TOP_BUCKETS = 65_536
 VERIFY_RANGES_PER_STATEMENT = 256   # key ranges one fingerprint or key-hash statement looks into
 VERIFY_LOG_KEYS = 100          # differing keys logged one per line (all are counted)
 
 
 def top_buckets(lo: int, hi: int) -> int:
-    """The first level's bucket count: one bucket per VERIFY_BUCKET_KEYS keys, within 16..4096."""
+    """The first level's bucket count: one bucket per VERIFY_BUCKET_KEYS keys, within 16..VERIFY_TOP_BUCKETS."""
     return min(VERIFY_TOP_BUCKETS, max(VERIFY_BUCKETS, -(-(hi - lo + 1) // VERIFY_BUCKET_KEYS)))
 
 
@@ -3173,12 +3190,19 @@ class JdbcSource:
         rows = self.query(sql)
         return rows[0] if rows else {}
 
-    def rows(self, sql: str, names: Sequence[str], settings: Sequence[str] = ()) -> list[dict]:
-        """The rows of a query that may answer thousands, whose columns ``names`` hold integers and texts, read
-        in one call (``bulk_rows_sql``) instead of one Py4J round trip per value."""
-        answer = self.query(bulk_rows_sql(self.engine, sql, names), (*settings, *BULK_SESSION.get(self.engine, ())))[0]
-        return bulk_rows(self.engine, names, int(answer.get("n") or 0), answer.get("j"),
-                         f"source query on {self.settings.url}")
+    def rows(self, sql: str, names: Sequence[str], settings: Sequence[str] = (), texts: Sequence[str] = ()
+             ) -> list[dict]:
+        """The rows of a query that may answer thousands (columns ``names``: integers, hex digits and the free
+        ``texts``), read in one call (``bulk_rows_sql``) instead of one Py4J round trip per value. An answer the
+        server cut short (MySQL: beyond its max_allowed_packet) is read again row by row."""
+        answer = self.query(bulk_rows_sql(self.engine, sql, names, texts),
+                            (*BULK_SESSION.get(self.engine, ()), *settings))[0]
+        try:
+            return bulk_rows(self.engine, names, int(answer.get("n") or 0), answer.get("j"), "bulk answer")
+        except BulkCut as exc:
+            log.warning("step=verify bulk_answer_cut=%s note=read again row by row; a larger max_allowed_packet "
+                        "on %s saves that", exc, self.settings.url)
+            return self.query(sql, settings)
 
     def read(self, sql: str, fetch_size: int, predicates: Sequence[str] = (),
              text_columns: Sequence[str] = ()) -> Any:
@@ -3757,9 +3781,9 @@ class Reconciler:
         return f"{q} <= TIMESTAMP '{wm.value}'{nulls}"
 
     def _both(self, source_sql: str, names: Sequence[str], target_sql: str) -> tuple[list[dict], list[tuple]]:
-        """One query per side, both at once: the source's (its columns ``names``, read in bulk) on a thread of its
-        own (its own JDBC connection)."""
-        s = in_background(self.source.rows, source_sql, names, RECONCILE_SESSION.get(self.source.engine, ()))
+        """One query per side, both at once: the source's (its columns ``names``, read in bulk; "kt" a key's text)
+        on a thread of its own (its own JDBC connection)."""
+        s = in_background(self.source.rows, source_sql, names, RECONCILE_SESSION.get(self.source.engine, ()), ("kt",))
         t = self.wh.rows(target_sql)
         return s.result(), t
 
@@ -3846,7 +3870,8 @@ class Reconciler:
         label = self.src_label if hashed else self.src_key
         values = sorted({self.hashed[k] for k in keys}) if hashed else keys
         rows = self.source.rows(f"SELECT {label} AS k FROM {self.src_table} WHERE {self.src_key} IN "
-                                f"({', '.join(str(v) for v in values)}) AND NOT ({self.bound})", ("k",))
+                                f"({', '.join(str(v) for v in values)}) AND NOT ({self.bound})", ("k",),
+                                texts=("k",) if hashed else ())
         return {r["k"] if hashed else int(r["k"]) for r in rows} & set(keys)
 
 
