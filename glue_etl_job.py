@@ -1825,10 +1825,14 @@ NULL_MARK = "'N'"
 # DateStyle ISO: the canonical text of a date or timestamp is its output text (``canonical_sql``), which is
 # ISO only in that style (the default, but a database or role may set another). jit exists from PostgreSQL
 # 11 on: on 9.6 and 10 ``SET jit`` is an error ("unrecognized configuration parameter"), so it is set only
-# where the server has it.
+# where the server has it. work_mem at least 16MB: the first level's 65,536 buckets of a hashed key reach every
+# parallel worker's hash table, about 15 MB each; within the default 4MB (times hash_mem_multiplier 2) each worker
+# spilled 250 MB to disk and the statement took 18.5 s instead of 9.7 s on 5M rows. A larger work_mem is kept.
 PG_JIT_OFF = ("DO $$BEGIN IF current_setting('server_version_num')::int >= 110000 THEN SET jit = off; END IF; "
               "END$$")
-RECONCILE_SESSION = {"postgres": (PG_JIT_OFF, "SET enable_sort = off", "SET DateStyle = ISO")}
+PG_WORK_MEM = ("DO $$BEGIN IF pg_size_bytes(current_setting('work_mem')) < 16777216 THEN SET work_mem = '16MB'; "
+               "END IF; END$$")
+RECONCILE_SESSION = {"postgres": (PG_JIT_OFF, PG_WORK_MEM, "SET enable_sort = off", "SET DateStyle = ISO")}
 HASH_HEX_DIGITS = 15          # 60 bits: positive as a signed 64-bit integer on every engine
 
 

@@ -1,5 +1,5 @@
-"""VERIFY's PostgreSQL session settings (RECONCILE_SESSION) run on the real server and take effect; the jit
-setting is skipped on a server older than 11, where ``SET jit`` is an error."""
+"""VERIFY's PostgreSQL session settings (RECONCILE_SESSION) run on the real server and take effect (work_mem raised
+to 16MB, never lowered); the jit setting is skipped on a server older than 11, where ``SET jit`` is an error."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def test_the_settings_take_effect(stack_env):
             for statement in g.RECONCILE_SESSION["postgres"]:
                 cur.execute(statement)
             assert (show(cur, "jit"), show(cur, "enable_sort"), show(cur, "DateStyle")) == ("off", "off", "ISO, DMY")
+            assert show(cur, "work_mem") == "16MB"                 # raised from the default 4MB
+            cur.execute("SET work_mem = '64MB'")
+            for statement in g.RECONCILE_SESSION["postgres"]:
+                cur.execute(statement)
+            assert show(cur, "work_mem") == "64MB"                 # a larger one is kept
             cur.execute("SELECT CAST(TIMESTAMP '2026-01-02 03:04:05.5' AS TEXT), CAST(DATE '2026-01-02' AS TEXT)")
             assert cur.fetchone() == ("2026-01-02 03:04:05.5", "2026-01-02")
     finally:
