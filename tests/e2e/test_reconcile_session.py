@@ -25,6 +25,7 @@ def test_the_settings_take_effect(stack_env):
                 cur.execute(statement)
             assert (show(cur, "jit"), show(cur, "enable_sort"), show(cur, "DateStyle")) == ("off", "off", "ISO, DMY")
             assert show(cur, "work_mem") == "16MB"                 # raised from the default 4MB
+            assert (show(cur, "parallel_setup_cost"), show(cur, "parallel_tuple_cost")) == ("0", "0")
             cur.execute("SET work_mem = '64MB'")
             for statement in g.RECONCILE_SESSION["postgres"]:
                 cur.execute(statement)
