@@ -84,6 +84,13 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    row the lock's holder changed still fails with 000625 (the job's transactions take their first
    lock with their first statement, so its loads do not meet this).
 
+11. Snowflake answers a query of any size (the connector downloads a large result in chunks). fakesnow
+   0.11.22's server serializes only a result DuckDB hands over as one Arrow record batch (``arrow.to_ipc``:
+   "NotImplementedError: N batches", HTTP 500, which the connector retries until its network timeout), and
+   DuckDB 1.5.5 hands over at most 1,000,000 rows a batch: any answer of more rows failed. Met in session 13
+   on a long-running stack ("5 batches"); VERIFY's answers (up to 65,536 buckets, the leaves' keys) stay far
+   below it. The wrapper joins the batches into one before fakesnow serializes the result.
+
 It serves fakesnow's own server app (``fakesnow.server.app``) under uvicorn as ``fakesnow -s`` does,
 with the login and logout routes wrapped for item 10.
 
@@ -359,6 +366,16 @@ def _patch_null_timestamps() -> None:
     arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
 
 
+def _patch_multi_batch_results() -> None:
+    module = importlib.import_module("fakesnow.server")     # it imported to_ipc by name: replace it there
+    original = module.to_ipc
+
+    def to_ipc(table: pa.Table) -> pa.Buffer:                # item 11: one record batch, whatever DuckDB made
+        return original(table.combine_chunks())
+
+    module.to_ipc = to_ipc
+
+
 def _patch_statements() -> None:
     original = FakeSnowflakeCursor.execute
 
@@ -434,6 +451,7 @@ if __name__ == "__main__":
     _patch_merge_sources()
     _patch_alter_column_types()
     _patch_statements()
+    _patch_multi_batch_results()
     idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
     threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()
     sys.exit(serve(sys.argv[1:]))
