@@ -2209,11 +2209,8 @@ def bulk_rows(engine: str, names: Sequence[str], n: int, text: str | bytes | Non
         elif engine == "postgres":
             rows = [{k.lower(): v for k, v in r.items()} for r in json.loads(text, parse_float=Decimal)]
         else:
-            rows = [dict(zip((*names, "."), (_bulk_cell(c) for c in line.split(",")), strict=True))
-                    for line in text.split(";")]
-            if any(r.pop(".") != "." for r in rows):
-                rows = None
-    except ValueError:          # a cut text: a row short of its values, an odd number of hex digits
+            rows = [_bulk_line(names, line) for line in text.split(";")]
+    except ValueError:          # a cut text: a row without its end mark, an odd number of hex digits
         rows = None
     if rows is None or len(rows) != n:
         raise BulkCut(f"{what}: the source counted {n} row(s), and the text it sent them in holds "
@@ -2221,11 +2218,18 @@ def bulk_rows(engine: str, names: Sequence[str], n: int, text: str | bytes | Non
     return rows
 
 
+def _bulk_line(names: Sequence[str], line: str) -> dict:
+    """One MySQL row of ``bulk_rows_sql``: its values, then '.', its end; a row cut anywhere lacks the '.'."""
+    cells = line.split(",")
+    if len(cells) != len(names) + 1 or cells[-1] != ".":
+        raise ValueError(line)
+    return dict(zip(names, (_bulk_cell(c) for c in cells[:-1]), strict=True))
+
+
 def _bulk_cell(cell: str) -> str | None:
-    """One MySQL value of ``bulk_rows_sql``: '-' NULL, 'd' and the value's text, 'v' and its text's UTF-8 in hex,
-    '.' a row's end."""
-    if cell in ("-", "."):
-        return None if cell == "-" else cell
+    """One MySQL value of ``bulk_rows_sql``: '-' NULL, 'd' and the value's text, 'v' and its text's UTF-8 in hex."""
+    if cell == "-":
+        return None
     if cell.startswith("d"):
         return cell[1:]
     if not cell.startswith("v"):
