@@ -16,6 +16,7 @@ import re
 
 import pytest
 
+import glue_etl_job as g
 from tests.e2e import helpers as h
 
 BASE = dt.datetime(2026, 3, 1, 9, 0, 0, 250000)
@@ -54,9 +55,11 @@ def target_rows(engine: str, name: str, where: str = "TRUE") -> list[tuple]:
     return sorted(h.sf_query(f'SELECT "REGION", "ID", "V", "UPDATED_AT" FROM {target(engine, name)} WHERE {where}'))
 
 
-def bucket(region: str, i: int) -> str:
-    """The key's first-level range: the first 12 bits of the MD5 of its canonical text ('2:eu|7')."""
-    return hashlib.md5(f"{len(region.encode())}:{region}|{i}".encode()).hexdigest()[:3]
+def bucket(region: str, i: int) -> int:
+    """The key's first-level range: the first bits of the MD5 of its canonical text ('2:eu|7'), one bucket of
+    VERIFY_TOP_BUCKETS over the hashed key's span."""
+    hashed = int(hashlib.md5(f"{len(region.encode())}:{region}|{i}".encode()).hexdigest()[:g.HASH_HEX_DIGITS], 16)
+    return hashed // g.bucket_width(*g.HASHED_KEY_SPAN, g.VERIFY_TOP_BUCKETS)
 
 
 def new_keys(count: int) -> list[tuple[str, int]]:
@@ -65,7 +68,7 @@ def new_keys(count: int) -> list[tuple[str, int]]:
     touched = {bucket(*k) for k in (*HARD_GONE, CHANGED)}
     held = {bucket(*k) for k in ROWS} - touched
     found = []
-    for i in range(100, 1_000_000):
+    for i in range(100, 10_000_000):
         region = REGIONS[i % len(REGIONS)]
         if bucket(region, i) in held - {bucket(*k) for k in found}:
             found.append((region, i))
