@@ -4,6 +4,7 @@ tests/e2e/test_repair.py."""
 
 from __future__ import annotations
 
+import pytest
 import sqlglot
 from awsglue.utils import getResolvedOptions
 from sqlglot import exp
@@ -71,6 +72,17 @@ def test_any_key_is_repaired_and_a_hashed_key_is_read_by_its_hashes():
     sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
 
 
+def test_a_hashed_key_led_by_an_integer_is_read_through_its_first_column():
+    """Its rows are those of the hashes among the rows of the keys' first values, which an index on the key finds."""
+    keys = ["12|2:eu", "-3|0:", "12|3:a|b", "40|N"]
+    assert g.lead_in_sql('"id"', keys) == '"id" IN (-3, 12, 40)'
+    plan = g.plan_table(cfg(primary_key=["ID", "AMOUNT"]), facts(), cores=2, target=TARGET, repair=True)
+    hashed = g.hashed_key_sql("postgres", "'k'")
+    sql = g.repair_read_sql(plan, cfg(primary_key=["ID", "AMOUNT"]), [5, 7], hashed, g.lead_in_sql('"id"', keys))
+    assert sql.endswith(f' WHERE "id" IN (-3, 12, 40) AND {hashed} IN (5, 7)')
+    sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
+    with pytest.raises(ValueError):             # a first value not an integer is never read as another
+        g.lead_in_sql('"id"', ["1.5|x"])
 
 
 def test_every_differing_key_is_read_again_extra_ones_too():
