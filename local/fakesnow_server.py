@@ -91,6 +91,15 @@ into NULL as well - silently losing the difference the job's CSV contract depend
    on a long-running stack ("5 batches"); VERIFY's answers (up to 65,536 buckets, the leaves' keys) stay far
    below it. The wrapper joins the batches into one before fakesnow serializes the result.
 
+12. Snowflake reads a session variable where SQL names one (``$name``, "Using variables in SQL",
+   https://docs.snowflake.com/en/sql-reference/session-variables), never inside a string constant
+   (https://docs.snowflake.com/en/sql-reference/data-types-text#string-constants: a single-quoted or
+   $$-quoted string is its characters). fakesnow 0.11.22 (``Variables.inline_variables``) substitutes and
+   refuses ``$word`` anywhere in the statement's text, so ``WHERE k IN ('3:$k$')`` failed with "Session
+   variable '$K' does not exist": the job writes a text key's own characters as literals (REPAIR's and
+   ``deletes``' DELETE by a hashed key's text). Met in session 14 (e2e/test_repair_lead.py, a key '$k$'). The
+   wrapper hides string constants and quoted identifiers from fakesnow's substitution and puts them back.
+
 It serves fakesnow's own server app (``fakesnow.server.app``) under uvicorn as ``fakesnow -s`` does,
 with the login and logout routes wrapped for item 10.
 
@@ -103,6 +112,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -116,7 +126,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import uvicorn
-from fakesnow import arrow, copy_into, transforms
+from fakesnow import arrow, copy_into, transforms, variables
 from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.dialect import parse_one
 from snowflake.connector.errors import ProgrammingError
@@ -376,6 +386,31 @@ def _patch_multi_batch_results() -> None:
     module.to_ipc = to_ipc
 
 
+# A single-quoted string (\\ and '' escape), a $$ string, a quoted identifier: text fakesnow must not read as $name.
+QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'|\$\$.*?\$\$|\"(?:[^\"]|\"\")*\"", re.S)
+HIDDEN = re.compile("\x00([0-9]+)\x00")
+
+
+def outside_quotes(sql: str, substitute) -> str:
+    """``substitute`` applied to ``sql`` with its string constants and quoted identifiers hidden (item 12)."""
+    kept: list[str] = []
+
+    def hide(m: re.Match) -> str:
+        kept.append(m.group())
+        return f"\x00{len(kept) - 1}\x00"
+
+    return HIDDEN.sub(lambda m: kept[int(m.group(1))], substitute(QUOTED.sub(hide, sql)))
+
+
+def _patch_variables() -> None:
+    original = variables.Variables.inline_variables
+
+    def inline_variables(self, sql: str) -> str:                  # item 12
+        return outside_quotes(sql, lambda text: original(self, text))
+
+    variables.Variables.inline_variables = inline_variables
+
+
 def _patch_statements() -> None:
     original = FakeSnowflakeCursor.execute
 
@@ -452,6 +487,7 @@ if __name__ == "__main__":
     _patch_alter_column_types()
     _patch_statements()
     _patch_multi_batch_results()
+    _patch_variables()
     idle = float(os.environ.get("ETL_FAKESNOW_DETACHED_SECONDS", "10"))
     threading.Thread(target=_roll_back_detached_transactions, args=(idle,), daemon=True).start()
     sys.exit(serve(sys.argv[1:]))
