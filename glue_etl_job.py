@@ -2340,7 +2340,22 @@ class VerifyPlan:
     src_label: str | None = None
     tgt_label: str | None = None
     stage_label: str | None = None      # the target's label over a staging table of its rows (aliased s)
-    src_lead: str | None = None         # a hashed key's first column on the source, an integer (``lead_in_sql``)
+    src_lead: KeyLead | None = None     # a hashed key's first column, when REPAIR can narrow by it (``lead_in_sql``)
+
+
+class KeyLead(NamedTuple):
+    """A hashed key's first column on the source, when its values can be written as literals that an index on the
+    key finds (REPAIR: ``lead_in_sql``): an integer, or a text compared as itself (``LEAD_TEXT_TYPES``)."""
+
+    engine: str
+    kind: str                 # "int" or "text"
+    column: str               # quoted
+
+
+# Source types a key's first column is narrowed by as a text literal: equal to their canonical text (CAST AS
+# TEXT/CHAR), so the literal finds the row (a collation's wider equality - case, trailing blanks - only finds more
+# rows, which the hashed key then leaves out). Not MySQL CHAR: its pad rules differ by collation (NO PAD).
+LEAD_TEXT_TYPES = {"postgres": frozenset({"text", "character varying", "uuid"}), "mysql": frozenset({"varchar"})}
 
 
 class _Canon(NamedTuple):
@@ -2394,7 +2409,9 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
     labels = (row_text_sql(engine, [(k.kind, k.src) for k in keys], to_utf8),
               row_text_sql("snowflake", [(k.kind, k.tgt) for k in keys]),
               row_text_sql("snowflake", [(k.kind, k.stage) for k in keys]))
-    lead = source_quote(engine, facts[pk[0]].name) if keys[0].kind == "int" else None
+    first = facts[pk[0]]
+    by_text = keys[0].kind == "text" and first.type in LEAD_TEXT_TYPES.get(engine, ())
+    lead = KeyLead(engine, keys[0].kind, source_quote(engine, first.name)) if keys[0].kind == "int" or by_text else None
     return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),
                       *labels, lead)
 
@@ -2773,12 +2790,36 @@ def repair_read_sql(plan: TablePlan, cfg: TableConfig, keys: Sequence[int], key:
     return _read_sql(cfg, engine, w, plan.types, predicate)
 
 
-def lead_in_sql(lead: str, keys: Sequence[str]) -> str:
-    """'the key's first column (``lead``, an integer) is one of those of ``keys``', keys as VERIFY names a hashed
-    key's rows (``row_text_sql``: the integer's digits up to the first '|'). A hashed key is a computed value no
-    index serves, so its rows alone are a scan of the whole source with an MD5 per row (7.4 s on 5M rows); the
-    rows of these first values are what the key's index finds, and include every row of ``keys``."""
-    return f"{lead} IN ({', '.join(sorted({str(int(k.split('|', 1)[0])) for k in keys}, key=int))})"
+LEAD_MAX_BYTES = 1_000_000     # a narrowing list longer than this is left out: the read is then the scan it was
+
+
+def lead_in_sql(lead: KeyLead, keys: Sequence[str]) -> str | None:
+    """'the key's first column is one of those of ``keys``', keys as VERIFY names a hashed key's rows
+    (``row_text_sql``: an integer's digits, or a text framed by its UTF-8 length, up to the first '|'), or None
+    when the list would exceed LEAD_MAX_BYTES. A hashed key is a computed value no index serves, so its rows alone
+    are a scan of the whole source with an MD5 per row (7.4 s on 5M rows); the rows of these first values are what
+    the key's index finds, and include every row of ``keys``."""
+    firsts = sorted({first_key_value(lead.kind, k) for k in keys})
+    listed = ", ".join(str(v) if lead.kind == "int" else source_text_literal(lead.engine, v) for v in firsts)
+    return f"{lead.column} IN ({listed})" if len(listed.encode()) <= LEAD_MAX_BYTES else None
+
+
+def first_key_value(kind: str, key: str) -> int | str:
+    """The first column's value in a hashed key's text (``row_text_sql``): an int, or a text framed 'n:text'."""
+    if kind == "int":
+        return int(key.split("|", 1)[0])
+    n, colon, rest = key.partition(":")
+    raw, size = rest.encode(), int(n) if n.isascii() and n.isdigit() else -1
+    if not colon or size < 0 or len(raw) < size or raw[size:size + 1] not in (b"", b"|"):
+        raise ValueError(f"not a key text framed by its length: {key!r}")
+    return raw[:size].decode()
+
+
+def source_text_literal(engine: str, text: str) -> str:
+    """``text`` as a literal that reads as exactly it whatever the session's settings: PostgreSQL an escape string
+    (E'': backslashes and quotes escaped, whatever standard_conforming_strings), MySQL its UTF-8 bytes in hex with
+    the utf8mb4 introducer (nothing to escape, whatever sql_mode; a literal yields to the column's collation)."""
+    return "E" + sql_str(text) if engine == "postgres" else f"_utf8mb4 X'{text.encode().hex()}'"
 
 
 def plan_load(plan: TablePlan, cfg: TableConfig, fields: Sequence[tuple[str, Any]], typed: Mapping[str, Any],
@@ -3767,7 +3808,7 @@ class Reconciler:
     src_label: str | None = None       # a hashed key (``hashed_key_sql``): the key's text on each side, by
     tgt_label: str | None = None       # which the leaves are compared and the keys reported (and REPAIR's
     stage_label: str | None = None     # over its staging table)
-    src_lead: str | None = None        # a hashed key's first column when an integer (REPAIR: ``lead_in_sql``)
+    src_lead: KeyLead | None = None    # a hashed key's first column, when REPAIR can narrow by it (``lead_in_sql``)
 
     def __init__(self, source: JdbcSource, wh: Warehouse, cfg: TableConfig, target: str,
                  facts: Mapping[str, SourceColumn], target_cols: Mapping[str, str], state_table: str,

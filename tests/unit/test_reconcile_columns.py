@@ -98,9 +98,11 @@ def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
     assert g.key_hashes_sql("postgres", "t", "k", "h", [(4, 7), (16, 31)], "w", "kt") == (
         "SELECT k AS k, h AS rh, kt AS kt FROM t WHERE (k >> 2) IN (1, 4, 5, 6, 7) AND (w)")
     assert planned(cfg(primary_key="updated_at")).src_label is not None
-    # REPAIR narrows a hashed key's re-read by its first column, when an integer (``lead_in_sql``)
+    # REPAIR narrows a hashed key's re-read by its first column, an integer or a text (``lead_in_sql``)
     assert [planned(cfg(primary_key=k)).src_lead for k in (["id", "note"], ["note", "id"], "updated_at", "id")] \
-        == ['"ID"', None, None, None]
+        == [("postgres", "int", '"ID"'), ("postgres", "text", '"note"'), None, None]
+    char = {**FACTS, "note": g.SourceColumn("note", "character", "", None, None, 3, None)}
+    assert planned(cfg(primary_key=["note", "id"]), facts=char).src_lead is None
     assert planned(cfg()).src_label is None and planned(cfg()).src_key == '"ID"'
     with pytest.raises(g.EtlError, match=r"VERIFY compares rows by their primary_key, and \['id'\] is not among the "
                                          r"columns compared: add it to 'columns'"):

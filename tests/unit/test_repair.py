@@ -72,17 +72,32 @@ def test_any_key_is_repaired_and_a_hashed_key_is_read_by_its_hashes():
     sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
 
 
-def test_a_hashed_key_led_by_an_integer_is_read_through_its_first_column():
+def test_a_hashed_key_led_by_an_integer_or_a_text_is_read_through_its_first_column():
     """Its rows are those of the hashes among the rows of the keys' first values, which an index on the key finds."""
+    ints = g.KeyLead("postgres", "int", '"id"')
     keys = ["12|2:eu", "-3|0:", "12|3:a|b", "40|N"]
-    assert g.lead_in_sql('"id"', keys) == '"id" IN (-3, 12, 40)'
+    assert g.lead_in_sql(ints, keys) == '"id" IN (-3, 12, 40)'
     plan = g.plan_table(cfg(primary_key=["ID", "AMOUNT"]), facts(), cores=2, target=TARGET, repair=True)
     hashed = g.hashed_key_sql("postgres", "'k'")
-    sql = g.repair_read_sql(plan, cfg(primary_key=["ID", "AMOUNT"]), [5, 7], hashed, g.lead_in_sql('"id"', keys))
+    sql = g.repair_read_sql(plan, cfg(primary_key=["ID", "AMOUNT"]), [5, 7], hashed, g.lead_in_sql(ints, keys))
     assert sql.endswith(f' WHERE "id" IN (-3, 12, 40) AND {hashed} IN (5, 7)')
     sqlglot.parse_one(sql, read="postgres", error_level=ErrorLevel.RAISE)
-    with pytest.raises(ValueError):             # a first value not an integer is never read as another
-        g.lead_in_sql('"id"', ["1.5|x"])
+    # A text: its UTF-8 length frames it, so '|' and ':' inside it are its own; literals read back as themselves
+    # whatever standard_conforming_strings (PostgreSQL) or NO_BACKSLASH_ESCAPES (MySQL) say
+    texts = ["3:a|b|7", "0:|1", "4:it's|2", "2:\\x", "2:é", "4:1:ab"]
+    assert [g.first_key_value("text", k) for k in texts] == ["a|b", "", "it's", "\\x", "é", "1:ab"]
+    assert g.lead_in_sql(g.KeyLead("postgres", "text", '"code"'), texts) == (
+        "\"code\" IN (E'', E'1:ab', E'\\\\x', E'a|b', E'it''s', E'é')")
+    assert g.lead_in_sql(g.KeyLead("mysql", "text", "`code`"), ["2:é|1", "0:", "1:'"]) == (
+        "`code` IN (_utf8mb4 X'', _utf8mb4 X'27', _utf8mb4 X'c3a9')")
+    for engine, lead in (("postgres", '"code"'), ("mysql", "`code`")):
+        narrow = g.lead_in_sql(g.KeyLead(engine, "text", lead), texts)
+        sqlglot.parse_one(f"SELECT 1 FROM t WHERE {narrow}", read=engine, error_level=ErrorLevel.RAISE)
+    for kind, bad in (("int", "1.5|x"), ("text", "3:ab"), ("text", "2:abc"), ("text", "x:ab"), ("text", "ab")):
+        with pytest.raises(ValueError):         # never read as another key's value
+            g.first_key_value(kind, bad)
+    many = [f"{i}|x" for i in range(200_000)]   # beyond LEAD_MAX_BYTES: no narrowing, the read is the scan it was
+    assert g.lead_in_sql(ints, many) is None and g.lead_in_sql(ints, many[:1000]) is not None
 
 
 def test_every_differing_key_is_read_again_extra_ones_too():
