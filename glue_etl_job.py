@@ -2350,11 +2350,14 @@ class KeyLead(NamedTuple):
     engine: str
     kind: str                 # "int" or "text"
     column: str               # quoted
+    type: str = ""            # its information_schema data_type
 
 
 # Source types a key's first column is narrowed by as a text literal: equal to their canonical text (CAST AS
 # TEXT/CHAR), so the literal finds the row (a collation's wider equality - case, trailing blanks - only finds more
-# rows, which the hashed key then leaves out). Not MySQL CHAR: its pad rules differ by collation (NO PAD).
+# rows, which the hashed key then leaves out). Not MySQL CHAR: its pad rules differ by collation (NO PAD). Not a
+# PostgreSQL database in another encoding than UTF-8: an extra key's text (the target's) may hold a character it
+# cannot convert, an error for the whole statement.
 LEAD_TEXT_TYPES = {"postgres": frozenset({"text", "character varying", "uuid"}), "mysql": frozenset({"varchar"})}
 
 
@@ -2410,8 +2413,9 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
               row_text_sql("snowflake", [(k.kind, k.tgt) for k in keys]),
               row_text_sql("snowflake", [(k.kind, k.stage) for k in keys]))
     first = facts[pk[0]]
-    by_text = keys[0].kind == "text" and first.type in LEAD_TEXT_TYPES.get(engine, ())
-    lead = KeyLead(engine, keys[0].kind, source_quote(engine, first.name)) if keys[0].kind == "int" or by_text else None
+    by_text = keys[0].kind == "text" and first.type in LEAD_TEXT_TYPES.get(engine, ()) and not to_utf8
+    lead = (KeyLead(engine, keys[0].kind, source_quote(engine, first.name), first.type)
+            if keys[0].kind == "int" or by_text else None)
     return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),
                       *labels, lead)
 
@@ -2800,8 +2804,20 @@ def lead_in_sql(lead: KeyLead, keys: Sequence[str]) -> str | None:
     are a scan of the whole source with an MD5 per row (7.4 s on 5M rows); the rows of these first values are what
     the key's index finds, and include every row of ``keys``."""
     firsts = sorted({first_key_value(lead.kind, k) for k in keys})
+    if lead.type == "uuid":     # an extra key's text (the target's) that no uuid reads as: no source row has it
+        firsts = [v for v in firsts if is_uuid_text(v)]
     listed = ", ".join(str(v) if lead.kind == "int" else source_text_literal(lead.engine, v) for v in firsts)
-    return f"{lead.column} IN ({listed})" if len(listed.encode()) <= LEAD_MAX_BYTES else None
+    if len(listed.encode()) > LEAD_MAX_BYTES:
+        return None
+    return f"{lead.column} IN ({listed})" if firsts else "1 = 0"
+
+
+def is_uuid_text(text: str) -> bool:
+    """``text`` is a uuid as PostgreSQL writes one (lower-case hex, hyphenated): the only text a uuid key has."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def first_key_value(kind: str, key: str) -> int | str:

@@ -96,6 +96,10 @@ def test_a_hashed_key_led_by_an_integer_or_a_text_is_read_through_its_first_colu
     for kind, bad in (("int", "1.5|x"), ("text", "3:ab"), ("text", "2:abc"), ("text", "x:ab"), ("text", "ab")):
         with pytest.raises(ValueError):         # never read as another key's value
             g.first_key_value(kind, bad)
+    # a uuid key: an extra key's text no uuid reads as (the target's own) is left out, never an error in the read
+    uuids, good = g.KeyLead("postgres", "text", '"id"', "uuid"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    assert g.lead_in_sql(uuids, [f"36:{good}", "10:not-a-uuid", f"36:{good.upper()}"]) == f"\"id\" IN (E'{good}')"
+    assert g.lead_in_sql(uuids, ["10:not-a-uuid"]) == "1 = 0"
     many = [f"{i}|x" for i in range(200_000)]   # beyond LEAD_MAX_BYTES: no narrowing, the read is the scan it was
     assert g.lead_in_sql(ints, many) is None and g.lead_in_sql(ints, many[:1000]) is not None
 
