@@ -2356,8 +2356,9 @@ class KeyLead(NamedTuple):
 # Source types a key's first column is narrowed by as a text literal: equal to their canonical text (CAST AS
 # TEXT/CHAR), so the literal finds the row (a collation's wider equality - case, trailing blanks - only finds more
 # rows, which the hashed key then leaves out). Not MySQL CHAR: its pad rules differ by collation (NO PAD). Not a
-# PostgreSQL database in another encoding than UTF-8: an extra key's text (the target's) may hold a character it
-# cannot convert, an error for the whole statement.
+# PostgreSQL database in another encoding than UTF-8, nor a MySQL column in another character set than utf8mb4: an
+# extra key's text (the target's) may hold a character they cannot convert, an error for the whole statement
+# (MariaDB 10.11, a latin1 column: "Illegal mix of collations").
 LEAD_TEXT_TYPES = {"postgres": frozenset({"text", "character varying", "uuid"}), "mysql": frozenset({"varchar"})}
 
 
@@ -2413,7 +2414,8 @@ def verify_plan(engine: str, cfg: TableConfig, facts: Mapping[str, SourceColumn]
               row_text_sql("snowflake", [(k.kind, k.tgt) for k in keys]),
               row_text_sql("snowflake", [(k.kind, k.stage) for k in keys]))
     first = facts[pk[0]]
-    by_text = keys[0].kind == "text" and first.type in LEAD_TEXT_TYPES.get(engine, ()) and not to_utf8
+    by_text = (keys[0].kind == "text" and first.type in LEAD_TEXT_TYPES.get(engine, ()) and not to_utf8
+               and (engine != "mysql" or first.charset == "utf8mb4"))
     lead = (KeyLead(engine, keys[0].kind, source_quote(engine, first.name), first.type)
             if keys[0].kind == "int" or by_text else None)
     return VerifyPlan((), *hashes, hashed_key_sql(engine, labels[0], to_utf8), hashed_key_sql("snowflake", labels[1]),

@@ -3,7 +3,8 @@ rows of the differing keys are read again through the key's index - the rows of 
 the rows of the keys' hashes - not by a scan of the whole source with an MD5 per row. Both engines, three keys:
 (id int, region) - an extra key whose id the source has under another region among the drift -, a VARCHAR key
 whose values hold quotes, a backslash, '|', ':', '$', '?', 'é' and the empty string, and on PostgreSQL a UUID
-key (an extra key that is no uuid among its drift: left out of the narrowing, deleted).
+key (an extra key that is no uuid among its drift: left out of the narrowing, deleted); on MariaDB a latin1 key,
+not narrowed (the target's extra '日本' in a literal list is an "Illegal mix of collations").
 Drift put into the target is reported and repaired, after which the target equals the source value by value.
 PostgreSQL's own statistics show the repair run, and not the VERIFY run before it, used each source table's
 index; MariaDB's EXPLAIN shows the narrowed reads are ranges of the primary key."""
@@ -49,6 +50,13 @@ def tables(engine: str) -> dict[str, dict]:
                             f"INSERT INTO {{t}} VALUES ('zz''', 'extra', {TS})"],
                   "found": (2, 1, 3), "keys": ["4:it's", "0:", "3:a\\b", "2:é", "3:$k$", "3:zz'"]},
     }
+    if engine == "mysql":       # a latin1 key is not narrowed: the target's '日本' would be an error in a literal
+        out["latin"] = {"ddl": f"code varchar(20) CHARACTER SET latin1 PRIMARY KEY, v text, updated_at {ts}",
+                        "rows": [(c, f"v{n}") for n, c in enumerate(["é"] + [f"c{i}" for i in range(ROWS - 1)])],
+                        "key": "CODE", "narrowed": False,
+                        "drift": ["DELETE FROM {t} WHERE CODE = 'c5'", "UPDATE {t} SET V = 'changed' WHERE CODE = 'é'",
+                                  f"INSERT INTO {{t}} VALUES ('日本', 'extra', {TS})"],
+                        "found": (1, 1, 1), "keys": []}
     if engine == "postgres":
         out["uuids"] = {"ddl": f"id uuid PRIMARY KEY, v text, updated_at {ts}",
                         "rows": [(uid(i), f"v{i}") for i in range(1, ROWS + 1)], "key": "ID",
@@ -186,6 +194,8 @@ def test_repair_reads_a_hashed_key_through_its_first_column(targets, tmp_path, e
         assert all(after[name] > verified[name] for name in names), (verified, after)
 
     for name, t in names.items():
+        if not t.get("narrowed", True):
+            continue
         plan = explain(engine, name, narrowed_read(engine, name, t["keys"]))
         if engine == "mysql":    # MariaDB: the narrowed read is a range of the primary key, not a scan
             assert plan == "range PRIMARY", (name, plan)

@@ -113,6 +113,16 @@ def test_any_other_key_is_bisected_by_the_hash_of_its_canonical_text():
     # a database in another encoding: a text key is not narrowed (an extra key's character may not convert)
     assert planned(cfg(primary_key=["note", "id"]), facts=latin1).src_lead is None
     assert planned(cfg(primary_key=["id", "note"]), facts=latin1).src_lead.kind == "int"
+    def mysql_lead(charset):
+        facts = g.source_columns([{"name": "id", "type": "int", "column_type": "int(11)"},
+                                  {"name": "note", "type": "varchar", "column_type": "", "charset": charset}])
+        r = g.Reconciler(type("S", (), {"engine": "mysql"})(), Warehouse(), cfg(primary_key=["note", "id"]),
+                         "ETL_DB.RAW.T", facts, {"ID": "NUMBER(38,0)", "NOTE": "VARCHAR"},
+                         "ETL_DB.ETL_META.ETL_LOAD_STATE", LOG)
+        r._plan()
+        return r.src_lead
+    assert mysql_lead("utf8mb4") == ("mysql", "text", "`note`", "varchar")
+    assert mysql_lead("latin1") is None     # an extra key's character may not convert: an error for the read
 
 
 def test_repair_names_a_hashed_key_over_its_staging_table_as_over_the_target():
