@@ -31,7 +31,8 @@ def uid(i: int) -> str:
 
 
 def tables(engine: str) -> dict[str, dict]:
-    """name -> (DDL columns, rows, primary_key, the drift put into the target, the keys VERIFY then reports)."""
+    """name -> its DDL columns, rows, primary_key, the drift put into the target, what VERIFY then finds (missing,
+    extra, different), some of the keys it reports (whose narrowed read is EXPLAINed) and whether it is narrowed."""
     ts = "timestamp(6)" if engine == "postgres" else "datetime(6)"
     out = {
         "items": {"ddl": f"id int, region varchar(10), v text, updated_at {ts}, PRIMARY KEY (id, region)",
