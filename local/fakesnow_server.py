@@ -93,8 +93,8 @@ into NULL as well - silently losing the difference the job's CSV contract depend
 
 12. Snowflake reads a session variable where SQL names one (``$name``, "Using variables in SQL",
    https://docs.snowflake.com/en/sql-reference/session-variables), never inside a string constant
-   (https://docs.snowflake.com/en/sql-reference/data-types-text#string-constants: a single-quoted or
-   $$-quoted string is its characters). fakesnow 0.11.22 (``Variables.inline_variables``) substitutes and
+   (https://docs.snowflake.com/en/sql-reference/data-types-text, "String constants" and its "Escape sequences
+   in single-quoted string constants": a single-quoted or $$-quoted string is its characters). fakesnow 0.11.22 (``Variables.inline_variables``) substitutes and
    refuses ``$word`` anywhere in the statement's text, so ``WHERE k IN ('3:$k$')`` failed with "Session
    variable '$K' does not exist": the job writes a text key's own characters as literals (REPAIR's and
    ``deletes``' DELETE by a hashed key's text). Met in session 14 (e2e/test_repair_lead.py, a key '$k$'). The
